@@ -1,0 +1,1 @@
+//! HCS service core (placeholder).

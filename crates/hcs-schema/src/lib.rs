@@ -1,0 +1,1 @@
+//! HCS JSON documents (placeholder, being written).

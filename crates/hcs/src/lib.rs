@@ -1,0 +1,1 @@
+//! HCS client (placeholder).
