@@ -1,1 +1,53 @@
-//! HCS client (placeholder).
+//! The HCS client: compute systems, operations, callbacks, waits and futures.
+//!
+//! This crate is the client side of the Host Compute Service, as `computecore.dll` is in
+//! a Windows process. It owns the operation model: an [`api::create_operation`] handle
+//! tracks one asynchronous call at a time, and a client learns that the call finished in
+//! one of three ways (HCS-API §2, §4.3):
+//!
+//! 1. it waits for it ([`api::wait_for_operation_result`], with a timeout or `INFINITE`);
+//! 2. the operation's own completion callback runs;
+//! 3. the compute system's event callback receives an `OperationCallback` event, when it
+//!    was registered with `ENABLE_OPERATION_CALLBACKS` (then operations carrying their own
+//!    callback are refused with `HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET`).
+//!
+//! ```text
+//!  your code ──> api / ComputeSystem ──> Client ──Request──> hcs-host (embedded) ──> KVM
+//!      ^                                   │  <──Reply / Notification──┘
+//!      └──── callbacks on dispatcher threads (never under our locks)
+//! ```
+//!
+//! Two layers: [`api`] mirrors the C functions one for one (handles are numbers, results
+//! are HRESULTs; the C ABI wraps it), and the idiomatic layer ([`ComputeSystem`],
+//! [`Operation`], [`Pending`], [`EventStream`]) gives owned handles, blocking waits,
+//! `async`/`await` and event streams.
+//!
+//! ```no_run
+//! let doc = std::fs::read_to_string("examples/empty-vm.json").unwrap();
+//! let system = hcs::ComputeSystem::create("sample", &doc).wait()?;
+//! system.start().wait()?;
+//! println!("{}", system.properties(Some(r#"{"PropertyTypes":["Memory"]}"#)).wait()?);
+//! system.terminate().wait()?;
+//! # Ok::<(), hcs::Error>(())
+//! ```
+//!
+//! Compute systems live in the embedded host (`hcs-host` in this process, on the built-in
+//! VMM) until the service exists.
+
+pub mod api;
+mod client;
+mod dispatcher;
+mod error;
+mod idiomatic;
+mod operation;
+mod system_handle;
+mod types;
+
+pub use error::Error;
+pub use hcs_schema::HResult;
+pub use idiomatic::{enumerate, ComputeSystem, Creating, EventStream, Operation, Pending};
+pub use types::{
+    event_options, Context, Event, EventCallback, EventType, HcsOperation, HcsSystem,
+    OperationCompletion, OperationType, SecurityDescriptor, GENERIC_ALL,
+    HCS_INVALID_OPERATION_ID, INFINITE,
+};

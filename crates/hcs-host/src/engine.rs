@@ -1,0 +1,97 @@
+//! The `Engine` trait: the only way `hcs-host` drives virtual machines.
+//!
+//! An engine is plain and synchronous: it builds a VM from a [`VmPlan`] (already checked and
+//! translated from the HCS document by [`crate::plan`]), and exposes start, pause, resume,
+//! stop and NMI. It reports the guest ending itself through the exit handler given at
+//! creation. Engines know nothing of HCS: no JSON, no HRESULTs, no states.
+
+use std::sync::Arc;
+
+/// What a VM is made of, in engine words. Built by [`crate::plan::plan_vm`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmPlan {
+    /// Guest RAM in MiB.
+    pub memory_mb: u64,
+    /// Number of virtual processors.
+    pub vcpus: u32,
+    /// What the vCPUs run first.
+    pub firmware: Firmware,
+}
+
+/// The boot method of a [`VmPlan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    /// The built-in firmware with nothing to boot: it idles until stopped (`"Uefi": {}`).
+    Idle,
+}
+
+/// How a guest ended itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineExit {
+    /// The guest powered off (shutdown port / ACPI).
+    PowerOff,
+    /// The guest asked for a reset.
+    Reset,
+    /// The guest triple-faulted.
+    TripleFault,
+    /// The VMM failed while running the guest.
+    Failed(String),
+}
+
+/// Called at most once per VM, from an engine thread, when the guest ends itself.
+/// It must not call back into the VM (hand the work to another thread).
+pub type ExitHandler = Box<dyn Fn(EngineExit) + Send + Sync>;
+
+/// Engine failures, mapped to HRESULTs by the host.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The platform cannot run VMs at all (no usable /dev/kvm).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The host lacks the resources (memory, threads) for this VM.
+    #[error("{0}")]
+    OutOfResources(String),
+    /// Any other engine failure.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What an engine can build on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineLimits {
+    /// Most vCPUs in one VM.
+    pub max_vcpus: u32,
+    /// Most guest RAM in one VM, in MiB.
+    pub max_memory_mb: u64,
+}
+
+/// A VM factory.
+pub trait Engine: Send + Sync {
+    /// Short name shown in logs and properties ("kvm", "qemu").
+    fn name(&self) -> &'static str;
+    /// What this engine can build here; `Unavailable` when it cannot run at all.
+    fn limits(&self) -> Result<EngineLimits, EngineError>;
+    /// Builds a VM (memory mapped, vCPUs created, firmware loaded), not yet running.
+    fn create(&self, plan: &VmPlan, on_exit: ExitHandler) -> Result<Arc<dyn EngineVm>, EngineError>;
+}
+
+/// One VM built by an [`Engine`]. Every method takes `&self` and may be called from any
+/// thread; `stop` may run concurrently with any other call and makes it return promptly.
+pub trait EngineVm: Send + Sync {
+    /// Runs the vCPUs.
+    fn start(&self) -> Result<(), EngineError>;
+    /// Parks the vCPUs; guest state is kept.
+    fn pause(&self) -> Result<(), EngineError>;
+    /// Releases parked vCPUs.
+    fn resume(&self) -> Result<(), EngineError>;
+    /// Injects an NMI into the first vCPU (the guest's crash mechanism).
+    fn inject_nmi(&self) -> Result<(), EngineError>;
+    /// Stops the VM and frees everything it holds. Idempotent.
+    fn stop(&self);
+    /// Number of vCPUs.
+    fn vcpu_count(&self) -> u32;
+    /// Guest RAM in MiB.
+    fn memory_mb(&self) -> u64;
+    /// Host CPU time the vCPUs have used, in 100 ns units.
+    fn cpu_time_100ns(&self) -> u64;
+}

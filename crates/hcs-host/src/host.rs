@@ -1,0 +1,310 @@
+//! The host: the registry of compute systems by id, and the sessions clients talk through.
+//!
+//! A [`Host`] owns every compute system. A client opens a [`Session`] with a
+//! [`MessageSink`] and sends [`Request`]s; each gets exactly one [`Reply`], and every
+//! handle the session holds is told when its system exits. Dropping a session closes its
+//! handles, as when a client process dies (HCS-API rule 28).
+
+use crate::engine::{Engine, EngineLimits};
+use crate::error::Failure;
+use crate::kvm_engine::KvmEngine;
+use crate::plan::plan_vm;
+use crate::protocol::{HostMessage, MessageSink, Reply, Request, RequestBody, SystemHandle};
+use crate::system::{Life, Requester, System};
+use hcs_schema::{HResult, Limits};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+/// The service core: every compute system of this host.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+pub(crate) struct HostInner {
+    pub engine: Arc<dyn Engine>,
+    registry: Mutex<HashMap<String, Arc<System>>>,
+    live_vms: AtomicUsize,
+    next_session: AtomicU64,
+}
+
+impl HostInner {
+    /// Frees the id of a system that stopped or failed to be created (HCS-API rule 27).
+    pub fn forget(&self, system: &System, had_vm: bool) {
+        let mut registry = self.registry.lock();
+        if registry
+            .get(&system.id)
+            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), system))
+        {
+            registry.remove(&system.id);
+        }
+        drop(registry);
+        if had_vm {
+            self.live_vms.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    pub fn vm_created(&self) {
+        self.live_vms.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("engine", &self.inner.engine.name())
+            .field("systems", &self.system_count())
+            .finish()
+    }
+}
+
+impl Host {
+    /// A host whose VMs are built by `engine`.
+    pub fn new(engine: Arc<dyn Engine>) -> Host {
+        Host {
+            inner: Arc::new(HostInner {
+                engine,
+                registry: Mutex::new(HashMap::new()),
+                live_vms: AtomicUsize::new(0),
+                next_session: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// A host on the built-in VMM (`hcs-kvm`).
+    pub fn with_kvm() -> Host {
+        Host::new(Arc::new(KvmEngine::new()))
+    }
+
+    /// Opens a session whose replies and notifications go to `sink`.
+    pub fn open_session(&self, sink: Arc<dyn MessageSink>) -> Session {
+        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        Session {
+            shared: Arc::new(SessionShared {
+                id,
+                host: Arc::clone(&self.inner),
+                sink,
+                handles: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Number of compute systems that exist (created and not yet stopped).
+    pub fn system_count(&self) -> usize {
+        self.inner.registry.lock().len()
+    }
+
+    /// Number of engine VMs alive (built and not yet stopped).
+    pub fn live_vm_count(&self) -> usize {
+        self.inner.live_vms.load(Ordering::SeqCst)
+    }
+
+    /// The ids of the compute systems that exist.
+    pub fn system_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.inner.registry.lock().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// One client's connection to a [`Host`].
+pub struct Session {
+    shared: Arc<SessionShared>,
+}
+
+pub(crate) struct SessionShared {
+    pub id: u64,
+    host: Arc<HostInner>,
+    sink: Arc<dyn MessageSink>,
+    handles: Mutex<HashMap<SystemHandle, Arc<System>>>,
+}
+
+impl SessionShared {
+    pub fn deliver(&self, message: HostMessage) {
+        self.sink.deliver(message);
+    }
+
+    fn reply(&self, id: u64, outcome: Result<Option<String>, Failure>, phase: &str) {
+        let (result, document) = match outcome {
+            Ok(document) => (HResult::S_OK, document),
+            Err(failure) => (failure.hresult, Some(failure.document(phase))),
+        };
+        self.deliver(HostMessage::Reply(Reply {
+            id,
+            result,
+            document,
+        }));
+    }
+
+    fn requester(self: &Arc<Self>, request_id: u64) -> Requester {
+        Requester {
+            session: Arc::downgrade(self),
+            request_id,
+        }
+    }
+
+    fn limits(&self) -> Result<Limits, Failure> {
+        match self.host.engine.limits() {
+            Ok(EngineLimits {
+                max_vcpus,
+                max_memory_mb,
+            }) => Ok(Limits {
+                max_vcpus,
+                max_memory_mb,
+            }),
+            Err(error) => Err(Failure::new(
+                HResult::HCS_E_HYPERV_NOT_INSTALLED,
+                format!("virtual machines cannot run on this host: {error}"),
+            )),
+        }
+    }
+
+    fn create(self: &Arc<Self>, request_id: u64, handle: SystemHandle, id: String, doc: &str) {
+        // Checked in the order of HCS-API §3: JSON, id in use, features, then building.
+        let limits = self.limits();
+        let parse_limits = limits.clone().unwrap_or_else(|_| Limits::unbounded());
+        let outcome = (|| -> Result<(), Failure> {
+            let document = hcs_schema::parse_compute_system(doc, &parse_limits)?;
+            if self.host.registry.lock().contains_key(&id) {
+                return Err(Failure::new(
+                    HResult::HCS_E_SYSTEM_ALREADY_EXISTS,
+                    format!("a compute system with id '{id}' already exists"),
+                ));
+            }
+            let (plan, settings) = plan_vm(&document)?;
+            limits?;
+            let system = System::spawn(id.clone(), settings, plan, Arc::downgrade(&self.host))
+                .map_err(|e| {
+                    Failure::new(HResult::E_OUTOFMEMORY, format!("no thread for the system: {e}"))
+                })?;
+            {
+                let mut registry = self.host.registry.lock();
+                if registry.contains_key(&id) {
+                    return Err(Failure::new(
+                        HResult::HCS_E_SYSTEM_ALREADY_EXISTS,
+                        format!("a compute system with id '{id}' already exists"),
+                    ));
+                }
+                registry.insert(id.clone(), Arc::clone(&system));
+            }
+            self.bind(handle, &system);
+            system.submit_create(self.requester(request_id));
+            Ok(())
+        })();
+        if let Err(failure) = outcome {
+            self.reply(request_id, Err(failure), "Construct");
+        }
+    }
+
+    fn bind(self: &Arc<Self>, handle: SystemHandle, system: &Arc<System>) {
+        system.add_handle(self, handle);
+        self.handles.lock().insert(handle, Arc::clone(system));
+    }
+
+    fn open(self: &Arc<Self>, request_id: u64, handle: SystemHandle, id: &str) {
+        let system = self.host.registry.lock().get(id).cloned();
+        let outcome = match system {
+            Some(system) if !matches!(system.life(), Life::Failed | Life::Stopped) => {
+                self.bind(handle, &system);
+                Ok(None)
+            }
+            _ => Err(Failure::new(
+                HResult::HCS_E_SYSTEM_NOT_FOUND,
+                format!("no compute system with id '{id}' exists"),
+            )),
+        };
+        self.reply(request_id, outcome, "Open");
+    }
+
+    fn close(&self, handle: SystemHandle) {
+        let system = self.handles.lock().remove(&handle);
+        if let Some(system) = system {
+            system.remove_handle(self.id, handle);
+        }
+    }
+
+    fn enumerate(&self, query: Option<&str>) -> Result<Option<String>, Failure> {
+        let query = match query {
+            Some(q) => Some(hcs_schema::parse::<hcs_schema::SystemQuery>(q)?),
+            None => None,
+        };
+        let mut systems: Vec<Arc<System>> = self.host.registry.lock().values().cloned().collect();
+        systems.sort_by(|a, b| a.id.cmp(&b.id));
+        let items: Vec<serde_json::Value> = systems
+            .iter()
+            .filter(|s| !matches!(s.life(), Life::Failed | Life::Creating))
+            .filter(|s| crate::properties::matches_query(&s.id, &s.settings.owner, query.as_ref()))
+            .filter_map(|s| serde_json::from_str(&s.properties(None)).ok())
+            .collect();
+        serde_json::to_string(&items)
+            .map(Some)
+            .map_err(|e| Failure::new(HResult::E_UNEXPECTED, e.to_string()))
+    }
+}
+
+impl Session {
+    /// Sends one request. Its reply arrives through the sink, possibly before `send`
+    /// returns when the host can answer at once.
+    pub fn send(&self, request: Request) {
+        let shared = &self.shared;
+        let Request { id, body } = request;
+        match body {
+            RequestBody::CreateSystem {
+                handle,
+                id: system_id,
+                configuration,
+            } => shared.create(id, handle, system_id, &configuration),
+            RequestBody::OpenSystem {
+                handle,
+                id: system_id,
+            } => shared.open(id, handle, &system_id),
+            RequestBody::CloseSystem { handle } => {
+                shared.close(handle);
+                shared.reply(id, Ok(None), "Close");
+            }
+            RequestBody::Enumerate { query } => {
+                let outcome = shared.enumerate(query.as_deref());
+                shared.reply(id, outcome, "Enumerate");
+            }
+            RequestBody::System { handle, request } => {
+                let system = shared.handles.lock().get(&handle).cloned();
+                match system {
+                    Some(system) => system.submit(shared.requester(id), request),
+                    None => shared.reply(
+                        id,
+                        Err(Failure::new(
+                            HResult::E_HANDLE,
+                            format!("system handle {handle} is not open in this session"),
+                        )),
+                        request.phase(),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// This session's number, unique within its host.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+}
+
+impl Drop for Session {
+    /// A session that ends closes every handle it still holds.
+    fn drop(&mut self) {
+        let handles: Vec<SystemHandle> = self.shared.handles.lock().keys().copied().collect();
+        for handle in handles {
+            self.shared.close(handle);
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Host>();
+    check::<Session>();
+    let _: Option<Weak<SessionShared>> = None;
+}

@@ -1,0 +1,147 @@
+//! The messages between a client and a host: requests, replies and notifications.
+//!
+//! Every client talks to a host through these messages only, whether the host runs in
+//! the client's process (the embedded host) or in the service. A client opens a
+//! [`crate::Session`], sends [`Request`]s, and receives [`HostMessage`]s in order per
+//! compute system: a reply for every request, and notifications for the system handles
+//! it holds. The messages are serde types so that a socket transport carries them as is.
+//!
+//! System handles are numbers chosen by the client, unique within its session; the host
+//! binds them to compute systems on create and open, so the client can hand a handle to
+//! its caller before the host has answered (HCS-API rule 20).
+
+use hcs_schema::HResult;
+use serde::{Deserialize, Serialize};
+
+/// A client-chosen number naming one system handle within a session.
+pub type SystemHandle = u64;
+
+/// A request and the number its reply will carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client, echoed by the reply.
+    pub id: u64,
+    /// What is asked.
+    pub body: RequestBody,
+}
+
+/// What a client can ask of a host. Documents travel as JSON text, exactly as the client
+/// gave them: the host parses and validates them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RequestBody {
+    /// `HcsCreateComputeSystem`: bind `handle` to a new system.
+    CreateSystem {
+        /// The handle to bind.
+        handle: SystemHandle,
+        /// The system id.
+        id: String,
+        /// The `ComputeSystem` document.
+        configuration: String,
+    },
+    /// `HcsOpenComputeSystem`: bind `handle` to an existing system.
+    OpenSystem {
+        /// The handle to bind.
+        handle: SystemHandle,
+        /// The system id.
+        id: String,
+    },
+    /// `HcsCloseComputeSystem`.
+    CloseSystem {
+        /// The handle to release.
+        handle: SystemHandle,
+    },
+    /// `HcsEnumerateComputeSystems`.
+    Enumerate {
+        /// A `SystemQuery` document, or none for every system.
+        query: Option<String>,
+    },
+    /// A request on one system.
+    System {
+        /// The handle it is made through.
+        handle: SystemHandle,
+        /// What is asked.
+        request: SystemRequest,
+    },
+}
+
+/// The asynchronous requests on one compute system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SystemRequest {
+    /// `HcsStartComputeSystem`.
+    Start,
+    /// `HcsShutDownComputeSystem` with its `ShutdownOptions`.
+    Shutdown(Option<String>),
+    /// `HcsTerminateComputeSystem`.
+    Terminate,
+    /// `HcsCrashComputeSystem` with its `CrashOptions`.
+    Crash(Option<String>),
+    /// `HcsPauseComputeSystem` with its `PauseOptions`.
+    Pause(Option<String>),
+    /// `HcsResumeComputeSystem`.
+    Resume,
+    /// `HcsSaveComputeSystem` with its `SaveOptions`.
+    Save(Option<String>),
+    /// `HcsGetComputeSystemProperties` with its `System_PropertyQuery`.
+    GetProperties(Option<String>),
+    /// `HcsModifyComputeSystem` with its `ModifySettingRequest`.
+    Modify(String),
+}
+
+impl SystemRequest {
+    /// The name used in logs and in error documents' phase ("Start", "Pause", ...).
+    pub fn phase(&self) -> &'static str {
+        match self {
+            SystemRequest::Start => "Start",
+            SystemRequest::Shutdown(_) => "Shutdown",
+            SystemRequest::Terminate => "Terminate",
+            SystemRequest::Crash(_) => "Crash",
+            SystemRequest::Pause(_) => "Pause",
+            SystemRequest::Resume => "Resume",
+            SystemRequest::Save(_) => "Save",
+            SystemRequest::GetProperties(_) => "GetProperties",
+            SystemRequest::Modify(_) => "Modify",
+        }
+    }
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The request's id.
+    pub id: u64,
+    /// The outcome.
+    pub result: HResult,
+    /// The result document: call data on success, a `ResultError` on failure (if any).
+    pub document: Option<String>,
+}
+
+/// Something that happened to a system, told to every handle of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Notification {
+    /// The system stopped; sent once to each handle bound to it, before the reply of the
+    /// request that stopped it (HCS-API rule 53).
+    SystemExited {
+        /// The handle told.
+        handle: SystemHandle,
+        /// The `SystemExitStatus` document.
+        status: String,
+    },
+}
+
+/// A message from the host to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum HostMessage {
+    /// The answer to a request.
+    Reply(Reply),
+    /// An event.
+    Notification(Notification),
+}
+
+/// Where a session's messages go. Called from host threads (and, for requests the host
+/// can answer at once, from inside [`crate::Session::send`]); messages about one system
+/// arrive in order. Implementations must return promptly and never call back into the
+/// session from inside `deliver`.
+pub trait MessageSink: Send + Sync {
+    /// Takes one message.
+    fn deliver(&self, message: HostMessage);
+}

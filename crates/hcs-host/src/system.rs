@@ -1,0 +1,642 @@
+//! One compute system inside the host: its lifecycle state machine, its request queue and
+//! worker thread, its handles, and how it stops.
+//!
+//! ```text
+//!            Create ok            Start             Pause
+//! Creating ───────────> Created ───────> Running ───────> Paused
+//!    │ create fails        │                │  <─────────────┘ Resume
+//!    v                     └──── Terminate, last-handle close, guest exit ────> Stopping ──> Stopped
+//! Failed                                   (from Created, Running or Paused)
+//! ```
+//!
+//! Requests on a system run one at a time, in arrival order, on the system's worker thread
+//! (as Hyper-V runs each VM in its own worker). Stopping is the exception: a terminate, a
+//! last-handle close or the guest ending itself stops the VM on a thread of its own at once
+//! (HCS-API rule 54), and every request still queued or running then completes with the
+//! code of rule 53. The state lock is only held to read or change state, never across an
+//! engine call or a message delivery.
+
+use crate::engine::{EngineExit, EngineVm, VmPlan};
+use crate::error::Failure;
+use crate::host::{HostInner, SessionShared};
+use crate::plan::SystemSettings;
+use crate::properties;
+use crate::protocol::{HostMessage, Notification, Reply, SystemHandle, SystemRequest};
+use crossbeam_channel::{Receiver, Sender};
+use hcs_schema::HResult;
+use parking_lot::Mutex;
+use std::sync::{Arc, Weak};
+use std::time::{Instant, SystemTime};
+
+/// Where a system is in its life (HCS-API §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Life {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopping,
+    Stopped,
+    /// The create failed: the system never existed.
+    Failed,
+}
+
+/// Why a system stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StopCause {
+    Terminate,
+    LastHandleClosed,
+    Guest(EngineExit),
+}
+
+impl StopCause {
+    /// The code given to requests still pending when the system stops (rule 53).
+    fn pending_result(&self, request: Option<&SystemRequest>, stop_on_reset: bool) -> HResult {
+        match self {
+            StopCause::Terminate | StopCause::LastHandleClosed => HResult::HCS_E_TERMINATED,
+            StopCause::Guest(exit) => match request {
+                Some(SystemRequest::Start) => HResult::HCS_E_TERMINATED_DURING_START,
+                Some(SystemRequest::Shutdown(_)) if is_graceful(exit, stop_on_reset) => {
+                    HResult::S_OK
+                }
+                _ => HResult::HCS_E_UNEXPECTED_EXIT,
+            },
+        }
+    }
+}
+
+fn is_graceful(exit: &EngineExit, stop_on_reset: bool) -> bool {
+    matches!(exit, EngineExit::PowerOff) || (matches!(exit, EngineExit::Reset) && stop_on_reset)
+}
+
+/// Who asked, so that the reply reaches them.
+#[derive(Clone)]
+pub(crate) struct Requester {
+    pub session: Weak<SessionShared>,
+    pub request_id: u64,
+}
+
+impl Requester {
+    pub fn reply(&self, result: HResult, document: Option<String>) {
+        if let Some(session) = self.session.upgrade() {
+            session.deliver(HostMessage::Reply(Reply {
+                id: self.request_id,
+                result,
+                document,
+            }));
+        }
+    }
+
+    pub fn reply_outcome(&self, outcome: Result<Option<String>, Failure>, phase: &str) {
+        match outcome {
+            Ok(document) => self.reply(HResult::S_OK, document),
+            Err(failure) => self.reply(failure.hresult, Some(failure.document(phase))),
+        }
+    }
+}
+
+enum JobKind {
+    Create,
+    Request(SystemRequest),
+    /// Stop asked while the system was still being created.
+    Stop(StopCause),
+    /// The system has stopped: answer what is left and end the worker.
+    Quit,
+}
+
+struct Job {
+    seq: u64,
+    requester: Option<Requester>,
+    kind: JobKind,
+}
+
+struct State {
+    life: Life,
+    vm: Option<Arc<dyn EngineVm>>,
+    /// Every handle bound to this system, in every session.
+    handles: Vec<(Weak<SessionShared>, u64, SystemHandle)>,
+    next_seq: u64,
+    /// Jobs numbered below this were pending when the system began to stop.
+    cut_before: u64,
+    stop_cause: Option<StopCause>,
+    started_at: Option<(Instant, SystemTime)>,
+    exit_type: Option<&'static str>,
+}
+
+/// One compute system.
+pub(crate) struct System {
+    pub id: String,
+    pub runtime_id: String,
+    pub settings: SystemSettings,
+    pub plan: VmPlan,
+    host: Weak<HostInner>,
+    state: Mutex<State>,
+    jobs: Sender<Job>,
+}
+
+impl System {
+    /// A system in the Creating state with its worker thread running; the caller queues
+    /// the create with [`System::submit_create`].
+    pub fn spawn(
+        id: String,
+        settings: SystemSettings,
+        plan: VmPlan,
+        host: Weak<HostInner>,
+    ) -> std::io::Result<Arc<System>> {
+        let (jobs, receiver) = crossbeam_channel::unbounded();
+        let system = Arc::new(System {
+            id,
+            runtime_id: new_guid(),
+            settings,
+            plan,
+            host,
+            state: Mutex::new(State {
+                life: Life::Creating,
+                vm: None,
+                handles: Vec::new(),
+                next_seq: 0,
+                cut_before: 0,
+                stop_cause: None,
+                started_at: None,
+                exit_type: None,
+            }),
+            jobs,
+        });
+        let weak = Arc::downgrade(&system);
+        std::thread::Builder::new()
+            .name(format!("hcs-sys-{}", short(&system.id)))
+            .spawn(move || worker(weak, receiver))?;
+        Ok(system)
+    }
+
+    pub fn life(&self) -> Life {
+        self.state.lock().life
+    }
+
+    pub fn exit_type(&self) -> Option<&'static str> {
+        self.state.lock().exit_type
+    }
+
+    /// Binds a session's handle to this system.
+    pub fn add_handle(&self, session: &Arc<SessionShared>, handle: SystemHandle) {
+        self.state
+            .lock()
+            .handles
+            .push((Arc::downgrade(session), session.id, handle));
+    }
+
+    /// Releases a handle; with `ShouldTerminateOnLastHandleClosed`, the last one stops the
+    /// system (HCS-API rule 28).
+    pub fn remove_handle(self: &Arc<Self>, session_id: u64, handle: SystemHandle) {
+        let last = {
+            let mut state = self.state.lock();
+            state
+                .handles
+                .retain(|(_, s, h)| !(*s == session_id && *h == handle));
+            state.handles.is_empty()
+        };
+        if last && self.settings.terminate_on_last_handle_closed {
+            self.request_stop(StopCause::LastHandleClosed, None);
+        }
+    }
+
+    fn enqueue(&self, state: &mut State, requester: Option<Requester>, kind: JobKind) {
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        // The worker only ends after a Quit, which is sent after every other job.
+        let _ = self.jobs.send(Job {
+            seq,
+            requester,
+            kind,
+        });
+    }
+
+    pub fn submit_create(&self, requester: Requester) {
+        let mut state = self.state.lock();
+        self.enqueue(&mut state, Some(requester), JobKind::Create);
+    }
+
+    /// Accepts one request: queued for the worker, or answered at once when the state
+    /// already decides it.
+    pub fn submit(self: &Arc<Self>, requester: Requester, request: SystemRequest) {
+        let is_stop = matches!(request, SystemRequest::Terminate);
+        let mut state = self.state.lock();
+        match state.life {
+            Life::Failed => {
+                drop(state);
+                requester.reply_outcome(Err(self.not_found()), request.phase());
+            }
+            Life::Stopping | Life::Stopped => {
+                drop(state);
+                let failure = match request {
+                    SystemRequest::Shutdown(_) | SystemRequest::Terminate => Failure::new(
+                        HResult::HCS_E_SYSTEM_ALREADY_STOPPED,
+                        format!("compute system '{}' has already stopped", self.id),
+                    ),
+                    _ => self.not_found(),
+                };
+                requester.reply_outcome(Err(failure), request.phase());
+            }
+            Life::Created | Life::Running | Life::Paused if is_stop => {
+                drop(state);
+                self.request_stop(StopCause::Terminate, Some(requester));
+            }
+            _ => self.enqueue(&mut state, Some(requester), JobKind::Request(request)),
+        }
+    }
+
+    fn not_found(&self) -> Failure {
+        Failure::new(
+            HResult::HCS_E_SYSTEM_NOT_FOUND,
+            format!("compute system '{}' does not exist (it has stopped or was never created)", self.id),
+        )
+    }
+
+    /// Begins a stop. The VM is stopped on a thread of its own so that neither the caller
+    /// nor the worker waits for it; `requester` is answered once the exit is recorded and
+    /// told to every handle.
+    pub fn request_stop(self: &Arc<Self>, cause: StopCause, requester: Option<Requester>) {
+        let vm = {
+            let mut state = self.state.lock();
+            match state.life {
+                Life::Creating => {
+                    // Stop after the create, in order.
+                    let kind = JobKind::Stop(cause);
+                    self.enqueue(&mut state, requester, kind);
+                    return;
+                }
+                Life::Stopping | Life::Stopped | Life::Failed => {
+                    drop(state);
+                    if let Some(requester) = requester {
+                        requester.reply_outcome(
+                            Err(Failure::new(
+                                HResult::HCS_E_SYSTEM_ALREADY_STOPPED,
+                                format!("compute system '{}' has already stopped", self.id),
+                            )),
+                            "Terminate",
+                        );
+                    }
+                    return;
+                }
+                Life::Created | Life::Running | Life::Paused => {}
+            }
+            state.life = Life::Stopping;
+            state.cut_before = state.next_seq;
+            state.stop_cause = Some(cause.clone());
+            state.vm.clone()
+        };
+        let system = Arc::clone(self);
+        let stopper: Box<dyn FnOnce() + Send> = Box::new(move || {
+            if let Some(vm) = vm {
+                vm.stop();
+            }
+            system.finish_stop(cause, requester);
+        });
+        // Keep the task reachable so that it can run inline if no thread can be had.
+        let task = Arc::new(Mutex::new(Some(stopper)));
+        let for_thread = Arc::clone(&task);
+        let spawned = std::thread::Builder::new()
+            .name("hcs-stop".into())
+            .spawn(move || {
+                if let Some(stop) = for_thread.lock().take() {
+                    stop();
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "no thread for the stop; stopping inline");
+            if let Some(stop) = task.lock().take() {
+                stop();
+            }
+        }
+    }
+
+    /// Records the exit, frees the id, tells every handle, then answers the requester.
+    fn finish_stop(&self, cause: StopCause, requester: Option<Requester>) {
+        let (status, exit_type) = properties::exit_status(&cause, self.settings.stop_on_reset);
+        let (targets, had_vm) = {
+            let mut state = self.state.lock();
+            state.life = Life::Stopped;
+            state.exit_type = Some(exit_type);
+            let had_vm = state.vm.take().is_some();
+            (state.handles.clone(), had_vm)
+        };
+        if let Some(host) = self.host.upgrade() {
+            host.forget(self, had_vm);
+        }
+        tracing::info!(id = %self.id, ?cause, exit_type, "compute system exited");
+        for (session, _, handle) in targets {
+            if let Some(session) = session.upgrade() {
+                session.deliver(HostMessage::Notification(Notification::SystemExited {
+                    handle,
+                    status: status.clone(),
+                }));
+            }
+        }
+        if let Some(requester) = requester {
+            requester.reply(HResult::S_OK, None);
+        }
+        let mut state = self.state.lock();
+        self.enqueue(&mut state, None, JobKind::Quit);
+    }
+
+    /// Runs one job on the worker thread.
+    fn run(self: &Arc<Self>, job: Job) -> bool {
+        // A job that was pending when the system began to stop gets the code of rule 53.
+        let cut = {
+            let state = self.state.lock();
+            if job.seq < state.cut_before {
+                state.stop_cause.clone()
+            } else {
+                None
+            }
+        };
+        if let (Some(cause), JobKind::Request(request)) = (&cut, &job.kind) {
+            let result = cause.pending_result(Some(request), self.settings.stop_on_reset);
+            if let Some(requester) = &job.requester {
+                if result.succeeded() {
+                    requester.reply(result, None);
+                } else {
+                    requester.reply_outcome(
+                        Err(Failure::new(result, self.cut_message(cause))),
+                        request.phase(),
+                    );
+                }
+            }
+            return true;
+        }
+        match job.kind {
+            JobKind::Quit => return false,
+            JobKind::Create => {
+                let outcome = self.create_vm();
+                if let Some(requester) = job.requester {
+                    requester.reply_outcome(outcome, "Construct");
+                }
+            }
+            JobKind::Stop(cause) => self.request_stop(cause, job.requester),
+            JobKind::Request(SystemRequest::Terminate) => {
+                self.request_stop(StopCause::Terminate, job.requester)
+            }
+            JobKind::Request(request) => {
+                let phase = request.phase();
+                let outcome = self.execute(&request);
+                // The system may have begun to stop while the engine worked.
+                let cut = {
+                    let state = self.state.lock();
+                    let stopping = matches!(state.life, Life::Stopping | Life::Stopped);
+                    if stopping && job.seq < state.cut_before {
+                        state.stop_cause.clone()
+                    } else {
+                        None
+                    }
+                };
+                if let Some(requester) = job.requester {
+                    match cut {
+                        Some(cause) => {
+                            let result =
+                                cause.pending_result(Some(&request), self.settings.stop_on_reset);
+                            if result.succeeded() {
+                                requester.reply(result, None);
+                            } else {
+                                requester.reply_outcome(
+                                    Err(Failure::new(result, self.cut_message(&cause))),
+                                    phase,
+                                );
+                            }
+                        }
+                        None => requester.reply_outcome(outcome, phase),
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn cut_message(&self, cause: &StopCause) -> String {
+        match cause {
+            StopCause::Terminate => format!("compute system '{}' was terminated", self.id),
+            StopCause::LastHandleClosed => format!(
+                "compute system '{}' was terminated when its last handle closed",
+                self.id
+            ),
+            StopCause::Guest(exit) => {
+                format!("compute system '{}' exited unexpectedly ({exit:?})", self.id)
+            }
+        }
+    }
+
+    fn create_vm(self: &Arc<Self>) -> Result<Option<String>, Failure> {
+        let Some(host) = self.host.upgrade() else {
+            return Err(Failure::new(HResult::E_FAIL, "the host is shutting down"));
+        };
+        let weak = Arc::downgrade(self);
+        let on_exit = Box::new(move |exit: EngineExit| {
+            if let Some(system) = weak.upgrade() {
+                tracing::debug!(id = %system.id, ?exit, "guest exit");
+                system.request_stop(StopCause::Guest(exit), None);
+            }
+        });
+        match host.engine.create(&self.plan, on_exit) {
+            Ok(vm) => {
+                let mut state = self.state.lock();
+                if state.life == Life::Creating {
+                    state.life = Life::Created;
+                    state.vm = Some(vm);
+                    host.vm_created();
+                    Ok(None)
+                } else {
+                    drop(state);
+                    vm.stop();
+                    Err(self.not_found())
+                }
+            }
+            Err(error) => {
+                self.state.lock().life = Life::Failed;
+                host.forget(self, false);
+                let hresult = match error {
+                    crate::engine::EngineError::Unavailable(_) => HResult::HCS_E_HYPERV_NOT_INSTALLED,
+                    crate::engine::EngineError::OutOfResources(_) => HResult::E_OUTOFMEMORY,
+                    crate::engine::EngineError::Failed(_) => HResult::E_FAIL,
+                };
+                let mut state = self.state.lock();
+                self.enqueue(&mut state, None, JobKind::Quit);
+                Err(Failure::new(
+                    hresult,
+                    format!("could not build the virtual machine: {error}"),
+                ))
+            }
+        }
+    }
+
+    fn vm(&self) -> Option<Arc<dyn EngineVm>> {
+        self.state.lock().vm.clone()
+    }
+
+    fn invalid_state(&self, request: &str, life: Life) -> Failure {
+        Failure::new(
+            HResult::HCS_E_INVALID_STATE,
+            format!(
+                "cannot {request} compute system '{}' while it is {}",
+                self.id,
+                properties::state_name(life)
+            ),
+        )
+    }
+
+    /// Moves from `from` to `to` around an engine call, per HCS-API §3.3.
+    fn transition(
+        &self,
+        verb: &str,
+        from: Life,
+        to: Life,
+        call: impl FnOnce(&dyn EngineVm) -> Result<(), crate::engine::EngineError>,
+    ) -> Result<Option<String>, Failure> {
+        let life = self.life();
+        if life != from {
+            return Err(self.invalid_state(verb, life));
+        }
+        let vm = self.vm().ok_or_else(|| self.not_found())?;
+        call(vm.as_ref()).map_err(|e| {
+            Failure::new(HResult::E_FAIL, format!("could not {verb} '{}': {e}", self.id))
+        })?;
+        let mut state = self.state.lock();
+        if state.life == from {
+            state.life = to;
+            if to == Life::Running && from == Life::Created {
+                state.started_at = Some((Instant::now(), SystemTime::now()));
+            }
+            Ok(None)
+        } else {
+            Err(self.not_found())
+        }
+    }
+
+    fn execute(self: &Arc<Self>, request: &SystemRequest) -> Result<Option<String>, Failure> {
+        match request {
+            SystemRequest::Start => {
+                self.transition("start", Life::Created, Life::Running, |vm| vm.start())
+            }
+            SystemRequest::Pause(options) => {
+                if let Some(options) = options {
+                    hcs_schema::parse::<hcs_schema::PauseOptions>(options)?;
+                }
+                self.transition("pause", Life::Running, Life::Paused, |vm| vm.pause())
+            }
+            SystemRequest::Resume => {
+                self.transition("resume", Life::Paused, Life::Running, |vm| vm.resume())
+            }
+            SystemRequest::Save(options) => {
+                if let Some(options) = options {
+                    hcs_schema::parse::<hcs_schema::SaveOptions>(options)?;
+                }
+                match self.life() {
+                    Life::Paused => Err(Failure::new(
+                        HResult::ERROR_NOT_SUPPORTED,
+                        "saving a virtual machine is not supported by the built-in VMM yet",
+                    )),
+                    life => Err(self.invalid_state("save", life)),
+                }
+            }
+            SystemRequest::Shutdown(options) => {
+                if let Some(options) = options {
+                    hcs_schema::parse::<hcs_schema::ShutdownOptions>(options)?;
+                }
+                match self.life() {
+                    Life::Running if !self.settings.guest_connection => Err(Failure::new(
+                        HResult::HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION,
+                        format!(
+                            "compute system '{}' has no guest to shut down: it has no \
+                             GuestConnection and its firmware has no power button; use \
+                             HcsTerminateComputeSystem to stop it",
+                            self.id
+                        ),
+                    )),
+                    Life::Running => Err(Failure::new(
+                        HResult::ERROR_NOT_SUPPORTED,
+                        "guest shutdown through the guest connection is not supported yet",
+                    )),
+                    life => Err(self.invalid_state("shut down", life)),
+                }
+            }
+            SystemRequest::Crash(options) => {
+                if let Some(options) = options {
+                    hcs_schema::parse::<hcs_schema::CrashOptions>(options)?;
+                }
+                let life = self.life();
+                if life != Life::Running {
+                    return Err(self.invalid_state("crash", life));
+                }
+                let vm = self.vm().ok_or_else(|| self.not_found())?;
+                vm.inject_nmi().map_err(|e| {
+                    Failure::new(HResult::E_FAIL, format!("could not crash '{}': {e}", self.id))
+                })?;
+                Ok(None)
+            }
+            SystemRequest::GetProperties(query) => {
+                let query = match query {
+                    Some(q) => Some(hcs_schema::parse::<hcs_schema::SystemPropertyQuery>(q)?),
+                    None => None,
+                };
+                Ok(Some(self.properties(query.as_ref())))
+            }
+            SystemRequest::Modify(document) => {
+                let life = self.life();
+                let request = crate::modify::parse(document)?;
+                match life {
+                    Life::Created | Life::Running => {
+                        crate::modify::apply(&request, self.plan.memory_mb).map(|()| None)
+                    }
+                    life => Err(self.invalid_state("modify", life)),
+                }
+            }
+            SystemRequest::Terminate => unreachable_terminate(),
+        }
+    }
+
+    /// The `Properties` document of this system.
+    pub fn properties(&self, query: Option<&hcs_schema::SystemPropertyQuery>) -> String {
+        let state = self.state.lock();
+        let snapshot = properties::Snapshot {
+            id: &self.id,
+            runtime_id: &self.runtime_id,
+            settings: &self.settings,
+            plan: &self.plan,
+            life: state.life,
+            exit_type: state.exit_type,
+            started_at: state.started_at,
+            cpu_time_100ns: state.vm.as_ref().map(|vm| vm.cpu_time_100ns()).unwrap_or(0),
+        };
+        properties::document(&snapshot, query)
+    }
+}
+
+fn unreachable_terminate() -> Result<Option<String>, Failure> {
+    // Terminate never reaches `execute`: `run` routes it to `request_stop`.
+    Err(Failure::new(
+        HResult::E_UNEXPECTED,
+        "internal error: terminate reached the request executor",
+    ))
+}
+
+fn worker(system: Weak<System>, jobs: Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        let Some(system) = system.upgrade() else {
+            return;
+        };
+        if !system.run(job) {
+            // Quit: answer whatever arrived after the stop, then end.
+            while let Ok(job) = jobs.try_recv() {
+                system.run(job);
+            }
+            return;
+        }
+    }
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(8).collect()
+}
+
+/// A random RFC 4122 version 4 GUID.
+pub(crate) fn new_guid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,417 @@
+//! The HCS functions, one Rust function per C function of `computecore.h`
+//! (HCS-API §3.1 and §3.2), with the same handles, rules and HRESULTs.
+//!
+//! This is the layer the C ABI wraps and the conformance tests drive. Handles are plain
+//! numbers checked against the client's tables, so a null, closed or wrong-kind handle
+//! gives `E_HANDLE` (rule 49) and never undefined behaviour. The idiomatic API
+//! ([`crate::ComputeSystem`], [`crate::Operation`]) is built on these functions.
+
+use crate::client::{client, next_handle};
+use crate::operation::Operation;
+use crate::system_handle::SystemObject;
+use crate::types::{
+    event_options, Context, EventCallback, HcsOperation, HcsSystem, OperationCompletion,
+    OperationType, SecurityDescriptor, GENERIC_ALL, HCS_INVALID_OPERATION_ID, INFINITE,
+};
+use hcs_host::{RequestBody, SystemRequest};
+use hcs_schema::HResult;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn timeout(ms: u32) -> Option<Duration> {
+    (ms != INFINITE).then(|| Duration::from_millis(u64::from(ms)))
+}
+
+// ---------------------------------------------------------------------------------------
+// Operations (§3.1)
+
+/// `HcsCreateOperation` (O-1, rule 1).
+pub fn create_operation(context: Context, callback: Option<OperationCompletion>) -> HcsOperation {
+    let handle = HcsOperation(next_handle());
+    let op = Arc::new(Operation::new(handle, context, callback));
+    client().operations.insert(handle.0, op);
+    handle
+}
+
+/// `HcsCloseOperation` (O-12, rules 11 and 12). Closing a null or closed handle does nothing.
+pub fn close_operation(operation: HcsOperation) {
+    if let Some(op) = client().operations.remove(operation.0) {
+        op.close();
+    }
+}
+
+/// `HcsGetOperationContext`: the context, or 0 for an invalid handle.
+pub fn get_operation_context(operation: HcsOperation) -> Context {
+    client().operation(operation).map(|op| op.context()).unwrap_or(0)
+}
+
+/// `HcsSetOperationContext` (O-14).
+pub fn set_operation_context(operation: HcsOperation, context: Context) -> HResult {
+    match client().operation(operation) {
+        Some(op) => op.set_context(context),
+        None => HResult::E_HANDLE,
+    }
+}
+
+/// `HcsSetOperationCallback` (O-14): a missing callback is `E_POINTER`.
+pub fn set_operation_callback(
+    operation: HcsOperation,
+    context: Context,
+    callback: Option<OperationCompletion>,
+) -> HResult {
+    let Some(op) = client().operation(operation) else {
+        return HResult::E_HANDLE;
+    };
+    match callback {
+        Some(callback) => op.set_callback(context, callback),
+        None => HResult::E_POINTER,
+    }
+}
+
+/// `HcsGetOperationType` (rule 6): `None` for an invalid handle.
+pub fn get_operation_type(operation: HcsOperation) -> OperationType {
+    client()
+        .operation(operation)
+        .map(|op| op.op_type())
+        .unwrap_or(OperationType::None)
+}
+
+/// `HcsGetOperationId` (O-17, rule 14).
+pub fn get_operation_id(operation: HcsOperation) -> u64 {
+    match client().operation(operation) {
+        Some(op) => op.handle.0,
+        None => HCS_INVALID_OPERATION_ID,
+    }
+}
+
+/// `HcsGetComputeSystemFromOperation` (O-18, rule 14): the targeted system while the
+/// operation is armed and that handle open; a borrowed handle, not to be closed.
+pub fn get_compute_system_from_operation(operation: HcsOperation) -> Option<HcsSystem> {
+    let client = client();
+    let system = client.operation(operation)?.system()?;
+    client.system(system).map(|_| system)
+}
+
+/// `HcsGetOperationResult` (O-3 to O-5, rules 2, 3, 5, 16).
+pub fn get_operation_result(operation: HcsOperation) -> (HResult, Option<String>) {
+    match client().operation(operation) {
+        Some(op) => op.get(),
+        None => (HResult::E_HANDLE, None),
+    }
+}
+
+/// `HcsWaitForOperationResult` (O-4, rules 2, 4, 5): `INFINITE` waits without limit.
+pub fn wait_for_operation_result(operation: HcsOperation, timeout_ms: u32) -> (HResult, Option<String>) {
+    match client().operation(operation) {
+        Some(op) => op.wait(timeout(timeout_ms)),
+        None => (HResult::E_HANDLE, None),
+    }
+}
+
+/// `HcsCancelOperation` (O-13, rule 13): not implemented, as documented.
+pub fn cancel_operation(_operation: HcsOperation) -> HResult {
+    HResult::E_NOTIMPL
+}
+
+// ---------------------------------------------------------------------------------------
+// Compute systems (§3.2)
+
+fn arm(
+    op: &Arc<Operation>,
+    system: Option<&Arc<SystemObject>>,
+    op_type: OperationType,
+) -> Result<u64, HResult> {
+    // §4.3, rule 33: an operation with its own callback is refused on a handle whose
+    // event callback takes operation completions.
+    if let Some(system) = system {
+        if op.has_callback() && system.operation_callbacks_enabled() {
+            return Err(HResult::HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET);
+        }
+    }
+    let generation = op.arm(op_type, system.map(|s| s.handle))?;
+    if let Some(system) = system {
+        if !op.has_callback() {
+            system.track(op);
+        }
+    }
+    Ok(generation)
+}
+
+fn system_request(
+    system: HcsSystem,
+    operation: HcsOperation,
+    op_type: OperationType,
+    request: SystemRequest,
+) -> HResult {
+    let client = client();
+    let Some(system) = client.system(system) else {
+        return HResult::E_HANDLE;
+    };
+    let Some(op) = client.operation(operation) else {
+        return HResult::E_HANDLE;
+    };
+    let generation = match arm(&op, Some(&system), op_type) {
+        Ok(generation) => generation,
+        Err(hresult) => return hresult,
+    };
+    client.send_for_operation(
+        op,
+        generation,
+        RequestBody::System {
+            handle: system.handle.0,
+            request,
+        },
+    );
+    HResult::S_OK
+}
+
+/// `HcsEnumerateComputeSystems` (rule 23): a JSON array of `Properties`.
+pub fn enumerate_compute_systems(query: Option<&str>, operation: HcsOperation) -> HResult {
+    let client = client();
+    let Some(op) = client.operation(operation) else {
+        return HResult::E_HANDLE;
+    };
+    let generation = match arm(&op, None, OperationType::Enumerate) {
+        Ok(generation) => generation,
+        Err(hresult) => return hresult,
+    };
+    client.send_for_operation(
+        op,
+        generation,
+        RequestBody::Enumerate {
+            query: query.map(str::to_owned),
+        },
+    );
+    HResult::S_OK
+}
+
+/// `HcsCreateComputeSystem` (rules 17–20, 46–49): the handle is returned at once and is
+/// usable while the create is pending; the outcome comes through the operation.
+pub fn create_compute_system(
+    id: &str,
+    configuration: &str,
+    operation: HcsOperation,
+    security_descriptor: Option<&SecurityDescriptor>,
+) -> Result<HcsSystem, HResult> {
+    if id.is_empty() || security_descriptor.is_some() {
+        return Err(HResult::E_INVALIDARG);
+    }
+    let client = client();
+    let op = client.operation(operation).ok_or(HResult::E_HANDLE)?;
+    let handle = HcsSystem(next_handle());
+    let system = Arc::new(SystemObject::new(handle, id.to_owned()));
+    let generation = arm(&op, Some(&system), OperationType::Create)?;
+    client.systems.insert(handle.0, system);
+    client.send_for_operation(
+        op,
+        generation,
+        RequestBody::CreateSystem {
+            handle: handle.0,
+            id: id.to_owned(),
+            configuration: configuration.to_owned(),
+        },
+    );
+    Ok(handle)
+}
+
+/// `HcsOpenComputeSystem` (rules 19, 21): a new, independent handle.
+pub fn open_compute_system(id: &str, requested_access: u32) -> Result<HcsSystem, HResult> {
+    if id.is_empty() || requested_access != GENERIC_ALL {
+        return Err(HResult::E_INVALIDARG);
+    }
+    let client = client();
+    let handle = HcsSystem(next_handle());
+    client
+        .systems
+        .insert(handle.0, Arc::new(SystemObject::new(handle, id.to_owned())));
+    let (result, _) = client.send_and_wait(RequestBody::OpenSystem {
+        handle: handle.0,
+        id: id.to_owned(),
+    });
+    if result.failed() {
+        client.systems.remove(handle.0);
+        return Err(result);
+    }
+    Ok(handle)
+}
+
+/// `HcsCloseComputeSystem` (rules 28, 29): no event; no callback of this handle after
+/// it returns. Closing a null or closed handle does nothing.
+pub fn close_compute_system(system: HcsSystem) {
+    let client = client();
+    if let Some(object) = client.systems.remove(system.0) {
+        object.close();
+        client.send_and_forget(RequestBody::CloseSystem { handle: system.0 });
+    }
+}
+
+fn reserved_null(options: Option<&str>) -> Result<(), HResult> {
+    match options {
+        None => Ok(()),
+        Some(_) => Err(HResult::E_INVALIDARG),
+    }
+}
+
+/// `HcsStartComputeSystem`; `options` is reserved (rule 21).
+pub fn start_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+    if let Err(hresult) = check_handles(system, operation).and(reserved_null(options)) {
+        return hresult;
+    }
+    system_request(system, operation, OperationType::Start, SystemRequest::Start)
+}
+
+/// `HcsShutDownComputeSystem` with optional `ShutdownOptions`.
+pub fn shut_down_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+    system_request(
+        system,
+        operation,
+        OperationType::Shutdown,
+        SystemRequest::Shutdown(options.map(str::to_owned)),
+    )
+}
+
+/// `HcsTerminateComputeSystem`; `options` is reserved (rules 21, 53, 54).
+pub fn terminate_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+    if let Err(hresult) = check_handles(system, operation).and(reserved_null(options)) {
+        return hresult;
+    }
+    system_request(system, operation, OperationType::Terminate, SystemRequest::Terminate)
+}
+
+/// `HcsCrashComputeSystem` with optional `CrashOptions`: an NMI to the guest.
+pub fn crash_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+    system_request(
+        system,
+        operation,
+        OperationType::Crash,
+        SystemRequest::Crash(options.map(str::to_owned)),
+    )
+}
+
+/// `HcsPauseComputeSystem` with optional `PauseOptions`.
+pub fn pause_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+    system_request(
+        system,
+        operation,
+        OperationType::Pause,
+        SystemRequest::Pause(options.map(str::to_owned)),
+    )
+}
+
+/// `HcsResumeComputeSystem`; `options` is reserved (rule 21).
+pub fn resume_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+    if let Err(hresult) = check_handles(system, operation).and(reserved_null(options)) {
+        return hresult;
+    }
+    system_request(system, operation, OperationType::Resume, SystemRequest::Resume)
+}
+
+/// `HcsSaveComputeSystem` with optional `SaveOptions`.
+pub fn save_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+    system_request(
+        system,
+        operation,
+        OperationType::Save,
+        SystemRequest::Save(options.map(str::to_owned)),
+    )
+}
+
+/// `HcsGetComputeSystemProperties` with an optional `System_PropertyQuery` (rule 22).
+pub fn get_compute_system_properties(
+    system: HcsSystem,
+    operation: HcsOperation,
+    property_query: Option<&str>,
+) -> HResult {
+    system_request(
+        system,
+        operation,
+        OperationType::GetProperties,
+        SystemRequest::GetProperties(property_query.map(str::to_owned)),
+    )
+}
+
+/// `HcsModifyComputeSystem` with a `ModifySettingRequest` (rule 31); `identity` must be
+/// null (0) on Linux.
+pub fn modify_compute_system(
+    system: HcsSystem,
+    operation: HcsOperation,
+    configuration: &str,
+    identity: usize,
+) -> HResult {
+    if let Err(hresult) = check_handles(system, operation) {
+        return hresult;
+    }
+    if identity != 0 {
+        return HResult::E_INVALIDARG;
+    }
+    system_request(
+        system,
+        operation,
+        OperationType::Modify,
+        SystemRequest::Modify(configuration.to_owned()),
+    )
+}
+
+/// `HcsWaitForComputeSystemExit` (rule 30): the `SystemExitStatus` at the exit, or
+/// `HCS_E_OPERATION_TIMEOUT`.
+pub fn wait_for_compute_system_exit(system: HcsSystem, timeout_ms: u32) -> (HResult, Option<String>) {
+    match client().system(system) {
+        Some(object) => object.wait_for_exit(timeout(timeout_ms)),
+        None => (HResult::E_HANDLE, None),
+    }
+}
+
+/// `HcsSetComputeSystemCallback` (§4.2, §4.3, rules 32–34, 55).
+pub fn set_compute_system_callback(
+    system: HcsSystem,
+    callback_options: u32,
+    context: Context,
+    callback: Option<EventCallback>,
+) -> HResult {
+    let client = client();
+    let Some(object) = client.system(system) else {
+        return HResult::E_HANDLE;
+    };
+    if callback_options & !event_options::ALL != 0 {
+        return HResult::E_INVALIDARG;
+    }
+    let Some(callback) = callback else {
+        return HResult::E_POINTER;
+    };
+    object.set_callback(&client.dispatcher, callback_options, context, callback)
+}
+
+fn check_handles(system: HcsSystem, operation: HcsOperation) -> Result<(), HResult> {
+    let client = client();
+    if client.system(system).is_none() || client.operation(operation).is_none() {
+        return Err(HResult::E_HANDLE);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Diagnostics
+
+/// Counts of live objects in this process, for leak checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveCounts {
+    /// Open operation handles.
+    pub operations: usize,
+    /// Open compute-system handles.
+    pub system_handles: usize,
+    /// Compute systems that exist in the embedded host.
+    pub systems: usize,
+    /// VMs alive in the embedded host's engine.
+    pub vms: usize,
+}
+
+/// What this process holds right now.
+pub fn live_counts() -> LiveCounts {
+    let client = client();
+    LiveCounts {
+        operations: client.operations.len(),
+        system_handles: client.systems.len(),
+        systems: client.host.system_count(),
+        vms: client.host.live_vm_count(),
+    }
+}

@@ -1,0 +1,452 @@
+//! The operation state machine (`HCS_OPERATION`), in one file so that its rules can be
+//! read together (HCS-API §2.2, rules 1–16 and 55).
+//!
+//! ```text
+//!              arm (async call accepted)          complete (host reply)
+//! NotStarted ───────────────────────────> Pending ─────────────────────> Completed
+//!                                            ^                              │
+//!                                            └────── arm again (O-7) ───────┘
+//! ```
+//!
+//! * Get never blocks: `HCS_E_OPERATION_NOT_STARTED`, `HCS_E_OPERATION_PENDING`, or the
+//!   tracked call's result (O-3, O-4, O-5). Wait blocks until completion or its deadline.
+//! * A completion is routed exactly once: to the operation's own callback if it has one,
+//!   else to the event callback of the system handle it targeted when that handle enabled
+//!   operation callbacks (now or, for an unread completion, later: rule 55).
+//! * Callbacks run on dispatcher threads with no lock of ours held. `close` waits for a
+//!   callback running on another thread, so that none runs after it returns (rule 12);
+//!   from inside the callback itself it does not wait (rule 11).
+//! * While a completion callback is queued but not yet run, the operation cannot be armed
+//!   again (`HCS_E_OPERATION_ALREADY_STARTED`): each tracked call gets its callback.
+
+use crate::types::{Context, HcsOperation, HcsSystem, OperationCompletion, OperationType};
+use hcs_schema::HResult;
+use parking_lot::{Condvar, Mutex};
+use std::task::Waker;
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+/// Where an operation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    NotStarted,
+    Pending,
+    Completed,
+}
+
+/// Where the completion callback of the current tracked call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Nothing queued or running.
+    Idle,
+    /// Queued on the dispatcher.
+    Queued,
+    /// Running on this thread.
+    Running(ThreadId),
+}
+
+struct State {
+    context: Context,
+    callback: Option<OperationCompletion>,
+    phase: Phase,
+    op_type: OperationType,
+    system: Option<HcsSystem>,
+    result: HResult,
+    document: Option<String>,
+    /// Get or Wait observed the current completion.
+    read: bool,
+    /// The current completion was delivered as an `HcsEventOperationCallback`.
+    reported: bool,
+    closed: bool,
+    delivery: Delivery,
+    /// Counts tracked calls; a reply for an older call is ignored.
+    generation: u64,
+    wakers: Vec<Waker>,
+    started: Option<Instant>,
+    finished: Option<Instant>,
+}
+
+/// One operation object.
+pub(crate) struct Operation {
+    pub handle: HcsOperation,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// What became of a completion once recorded.
+pub(crate) enum Route {
+    /// Run the operation's own callback (generation given) on the dispatcher.
+    Callback(u64),
+    /// No own callback: offer it to the targeted system handle's event callback.
+    Event(Option<HcsSystem>),
+    /// Closed, or stale: nobody is told.
+    Nobody,
+}
+
+impl Operation {
+    pub fn new(handle: HcsOperation, context: Context, callback: Option<OperationCompletion>) -> Self {
+        Operation {
+            handle,
+            state: Mutex::new(State {
+                context,
+                callback,
+                phase: Phase::NotStarted,
+                op_type: OperationType::None,
+                system: None,
+                result: HResult::S_OK,
+                document: None,
+                read: false,
+                reported: false,
+                closed: false,
+                delivery: Delivery::Idle,
+                generation: 0,
+                wakers: Vec::new(),
+                started: None,
+                finished: None,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub fn context(&self) -> Context {
+        self.state.lock().context
+    }
+
+    /// O-14: the context may be replaced, except while the operation is pending.
+    pub fn set_context(&self, context: Context) -> HResult {
+        let mut state = self.state.lock();
+        if state.phase == Phase::Pending {
+            return HResult::HCS_E_OPERATION_ALREADY_STARTED;
+        }
+        state.context = context;
+        HResult::S_OK
+    }
+
+    /// O-14: callback and context replaced together, except while pending.
+    pub fn set_callback(&self, context: Context, callback: OperationCompletion) -> HResult {
+        let mut state = self.state.lock();
+        if state.phase == Phase::Pending || state.delivery == Delivery::Queued {
+            return HResult::HCS_E_OPERATION_ALREADY_STARTED;
+        }
+        state.context = context;
+        state.callback = Some(callback);
+        HResult::S_OK
+    }
+
+    pub fn has_callback(&self) -> bool {
+        self.state.lock().callback.is_some()
+    }
+
+    pub fn op_type(&self) -> OperationType {
+        self.state.lock().op_type
+    }
+
+    /// O-2/O-18: the system of the tracked call, while armed.
+    pub fn system(&self) -> Option<HcsSystem> {
+        let state = self.state.lock();
+        match state.phase {
+            Phase::NotStarted => None,
+            _ => state.system,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.state.lock().phase
+    }
+
+    /// Times of the tracked call: start, and end once completed.
+    pub fn times(&self) -> (Option<Instant>, Option<Instant>) {
+        let state = self.state.lock();
+        (state.started, state.finished)
+    }
+
+    /// O-2, O-7, O-8: makes the operation track a new call. Returns the call's generation.
+    pub fn arm(&self, op_type: OperationType, system: Option<HcsSystem>) -> Result<u64, HResult> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(HResult::E_HANDLE);
+        }
+        let me = std::thread::current().id();
+        let busy = match state.delivery {
+            Delivery::Idle => false,
+            Delivery::Queued => true,
+            // Re-arming from inside its own callback is fine: that delivery has happened.
+            Delivery::Running(thread) => thread != me,
+        };
+        if state.phase == Phase::Pending || busy {
+            return Err(HResult::HCS_E_OPERATION_ALREADY_STARTED);
+        }
+        state.phase = Phase::Pending;
+        state.op_type = op_type;
+        state.system = system;
+        state.result = HResult::S_OK;
+        state.document = None;
+        state.read = false;
+        state.reported = false;
+        state.generation += 1;
+        state.started = Some(Instant::now());
+        state.finished = None;
+        Ok(state.generation)
+    }
+
+    /// Records the result of call `generation` and says who must be told (O-10, §4.3).
+    pub fn complete(&self, generation: u64, result: HResult, document: Option<String>) -> Route {
+        let (route, wakers) = {
+            let mut state = self.state.lock();
+            if state.generation != generation || state.phase != Phase::Pending {
+                return Route::Nobody;
+            }
+            state.phase = Phase::Completed;
+            state.result = result;
+            state.document = document;
+            state.finished = Some(Instant::now());
+            let wakers = std::mem::take(&mut state.wakers);
+            let route = if state.closed {
+                Route::Nobody
+            } else if state.callback.is_some() {
+                state.delivery = Delivery::Queued;
+                Route::Callback(generation)
+            } else {
+                Route::Event(state.system)
+            };
+            (route, wakers)
+        };
+        self.changed.notify_all();
+        for waker in wakers {
+            waker.wake();
+        }
+        route
+    }
+
+    /// Runs the completion callback of call `generation` (on a dispatcher thread).
+    pub fn run_callback(&self, generation: u64) {
+        let (callback, context) = {
+            let mut state = self.state.lock();
+            if state.closed || state.generation != generation || state.delivery != Delivery::Queued {
+                state.delivery = Delivery::Idle;
+                drop(state);
+                self.changed.notify_all();
+                return;
+            }
+            let Some(callback) = state.callback.clone() else {
+                state.delivery = Delivery::Idle;
+                return;
+            };
+            state.delivery = Delivery::Running(std::thread::current().id());
+            (callback, state.context)
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            callback(self.handle, context)
+        }));
+        {
+            let mut state = self.state.lock();
+            if state.delivery == Delivery::Running(std::thread::current().id()) {
+                state.delivery = Delivery::Idle;
+            }
+        }
+        self.changed.notify_all();
+        if outcome.is_err() {
+            tracing::error!(operation = ?self.handle, "an operation callback panicked");
+        }
+    }
+
+    /// §4.3: marks the current completion as delivered through an event, if it may be:
+    /// completed, open, without its own callback, not yet reported, and — when `unread_only`
+    /// (a completion older than the registration, rule 55) — not read by Get or Wait.
+    pub fn take_for_event(&self, system: HcsSystem, unread_only: bool) -> bool {
+        let mut state = self.state.lock();
+        let eligible = state.phase == Phase::Completed
+            && !state.closed
+            && state.callback.is_none()
+            && !state.reported
+            && state.system == Some(system)
+            && !(unread_only && state.read);
+        if eligible {
+            state.reported = true;
+        }
+        eligible
+    }
+
+    /// Whether the operation is still worth tracking for a later registration.
+    pub fn may_still_report(&self) -> bool {
+        let state = self.state.lock();
+        !state.closed
+            && state.callback.is_none()
+            && !state.reported
+            && match state.phase {
+                Phase::NotStarted => false,
+                Phase::Pending => true,
+                Phase::Completed => !state.read,
+            }
+    }
+
+    /// O-3, O-4, O-5, O-9: the result without blocking. `None` document when there is none.
+    pub fn get(&self) -> (HResult, Option<String>) {
+        let mut state = self.state.lock();
+        Self::read_locked(&mut state)
+    }
+
+    fn read_locked(state: &mut State) -> (HResult, Option<String>) {
+        match state.phase {
+            Phase::NotStarted => (HResult::HCS_E_OPERATION_NOT_STARTED, None),
+            Phase::Pending => (HResult::HCS_E_OPERATION_PENDING, None),
+            Phase::Completed => {
+                state.read = true;
+                (state.result, state.document.clone())
+            }
+        }
+    }
+
+    /// O-4: waits up to `timeout` (`None` = no limit) for the completion.
+    pub fn wait(&self, timeout: Option<Duration>) -> (HResult, Option<String>) {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut state = self.state.lock();
+        loop {
+            if state.closed {
+                return (HResult::E_HANDLE, None);
+            }
+            if state.phase != Phase::Pending {
+                return Self::read_locked(&mut state);
+            }
+            match deadline {
+                None => self.changed.wait(&mut state),
+                Some(deadline) => {
+                    if self.changed.wait_until(&mut state, deadline).timed_out()
+                        && state.phase == Phase::Pending
+                    {
+                        return (HResult::HCS_E_OPERATION_TIMEOUT, None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// For futures: ready result, or registers the waker.
+    pub fn poll_result(&self, waker: &Waker) -> Option<(HResult, Option<String>)> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Some((HResult::E_HANDLE, None));
+        }
+        if state.phase == Phase::Pending {
+            if !state.wakers.iter().any(|w| w.will_wake(waker)) {
+                state.wakers.push(waker.clone());
+            }
+            return None;
+        }
+        Some(Self::read_locked(&mut state))
+    }
+
+    /// O-12: closes the operation. The work goes on; its result is dropped. Waits for a
+    /// callback of this operation running on another thread.
+    pub fn close(&self) {
+        let me = std::thread::current().id();
+        let wakers = {
+            let mut state = self.state.lock();
+            state.closed = true;
+            while matches!(state.delivery, Delivery::Running(thread) if thread != me) {
+                self.changed.wait(&mut state);
+            }
+            std::mem::take(&mut state.wakers)
+        };
+        self.changed.notify_all();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn op() -> Operation {
+        Operation::new(HcsOperation(1), 7, None)
+    }
+
+    #[test]
+    fn rule_2_never_used_operation_is_not_started() {
+        let op = op();
+        assert_eq!(op.get().0, HResult::HCS_E_OPERATION_NOT_STARTED);
+        assert_eq!(op.wait(None).0, HResult::HCS_E_OPERATION_NOT_STARTED);
+        assert_eq!(op.wait(Some(Duration::ZERO)).0, HResult::HCS_E_OPERATION_NOT_STARTED);
+    }
+
+    #[test]
+    fn rule_3_and_4_pending_get_and_wait_timeout() {
+        let op = op();
+        op.arm(OperationType::Start, None).unwrap();
+        assert_eq!(op.get().0, HResult::HCS_E_OPERATION_PENDING);
+        let started = Instant::now();
+        assert_eq!(
+            op.wait(Some(Duration::from_millis(30))).0,
+            HResult::HCS_E_OPERATION_TIMEOUT
+        );
+        assert!(started.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn rule_8_pending_operation_cannot_be_armed_again() {
+        let op = op();
+        let generation = op.arm(OperationType::Start, None).unwrap();
+        assert_eq!(
+            op.arm(OperationType::Pause, None),
+            Err(HResult::HCS_E_OPERATION_ALREADY_STARTED)
+        );
+        assert_eq!(op.op_type(), OperationType::Start);
+        assert!(matches!(op.complete(generation, HResult::S_OK, None), Route::Event(None)));
+        assert_eq!(op.get().0, HResult::S_OK);
+    }
+
+    #[test]
+    fn rule_7_completed_operation_is_rearmed_with_fresh_results() {
+        let op = op();
+        let g = op.arm(OperationType::Create, None).unwrap();
+        op.complete(g, HResult::E_FAIL, Some("{}".into()));
+        let g = op.arm(OperationType::Start, None).unwrap();
+        assert_eq!(op.get(), (HResult::HCS_E_OPERATION_PENDING, None));
+        op.complete(g, HResult::S_OK, None);
+        assert_eq!(op.get(), (HResult::S_OK, None));
+        assert_eq!(op.op_type(), OperationType::Start);
+    }
+
+    #[test]
+    fn rule_16_repeated_reads_return_the_same_result() {
+        let op = op();
+        let g = op.arm(OperationType::GetProperties, None).unwrap();
+        op.complete(g, HResult::S_OK, Some("{\"Id\":\"x\"}".into()));
+        assert_eq!(op.get(), op.wait(None));
+    }
+
+    #[test]
+    fn stale_generation_is_ignored() {
+        let op = op();
+        let g = op.arm(OperationType::Start, None).unwrap();
+        assert!(matches!(op.complete(g + 1, HResult::S_OK, None), Route::Nobody));
+        assert_eq!(op.get().0, HResult::HCS_E_OPERATION_PENDING);
+    }
+
+    #[test]
+    fn rule_12_close_waits_for_a_running_callback_on_another_thread() {
+        let entered = Arc::new(std::sync::Barrier::new(2));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (e, d) = (Arc::clone(&entered), Arc::clone(&done));
+        let op = Arc::new(Operation::new(
+            HcsOperation(9),
+            0,
+            Some(Arc::new(move |_, _| {
+                e.wait();
+                std::thread::sleep(Duration::from_millis(50));
+                d.store(true, std::sync::atomic::Ordering::SeqCst);
+            })),
+        ));
+        let g = op.arm(OperationType::Start, None).unwrap();
+        assert!(matches!(op.complete(g, HResult::S_OK, None), Route::Callback(_)));
+        let runner = Arc::clone(&op);
+        let thread = std::thread::spawn(move || runner.run_callback(g));
+        entered.wait();
+        op.close();
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+        thread.join().unwrap();
+    }
+}
