@@ -442,6 +442,19 @@ class Gen:
         self.emit_shadows(w)
         return "\n".join(out) + "\n"
 
+    def used_by_doc(self, used_by):
+        """`Used by` names as intra-doc links to the Rust types."""
+        links = []
+        for n in [x.strip() for x in used_by.split(",") if x.strip()]:
+            m = re.match(r"^(\w+)(.*)$", n)
+            if m and self.names.get(m.group(1)) == m.group(1):
+                links.append("[`%s`]%s" % (m.group(1), m.group(2)))
+            elif m and m.group(1) in self.names:
+                links.append("[`%s`](%s)%s" % (m.group(1), self.names[m.group(1)], m.group(2)))
+            else:
+                links.append(n)
+        return ", ".join(links)
+
     def emit_enum(self, w, e, schema_enum):
         rust = self.names[e["name"]]
         taken = set()
@@ -451,7 +464,7 @@ class Gen:
         else:
             w("/// Extension enum `%s` (HCS-SCHEMA.md section 3)." % e["name"])
         w("///")
-        w("/// Used by: %s." % (e["used_by"] or "no object type (payload or reserved)"))
+        w("/// Used by: %s." % (self.used_by_doc(e["used_by"]) or "no object type (payload or reserved)"))
         w("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]")
         w("pub enum %s {" % rust)
         for v, since, var in variants:
@@ -534,7 +547,7 @@ class Gen:
         w("/// Schema object `%s` (HCS-SCHEMA.md section 2)." % o["name"])
         w("///")
         if o["used_by"]:
-            w("/// Used by: %s." % o["used_by"])
+            w("/// Used by: %s." % self.used_by_doc(o["used_by"]))
         else:
             w("/// Used by: none; a top-level document (API input or output) or an `Any` payload.")
         if o["empty"]:
@@ -666,6 +679,9 @@ def main():
     ext_enums = {}
     parse_extensions(section(text, 3), enums, objects, ext_enums)
     gen = Gen(enums, enum_order, objects, object_order, ext_enums)
+    for schema, rust in sorted(gen.names.items()):
+        if rust != camel(schema):
+            sys.stderr.write("generate.py: %s is named %s (collision)\n" % (schema, rust))
     code = gen.emit()
     with open(out, "w", encoding="utf-8") as fh:
         fh.write(code)

@@ -30,7 +30,7 @@ pub const SCHEMA_OBJECT_COUNT: usize = 189;
 // ===================================================================== enums
 /// Schema enum `ApplySecureBootTemplateType` (HCS-SCHEMA.md section 1, since 2.3).
 ///
-/// Used by: Uefi.
+/// Used by: [`Uefi`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ApplySecureBootTemplateType {
     /// `"Skip"`, since 2.3.
@@ -88,7 +88,7 @@ impl<'de> Deserialize<'de> for ApplySecureBootTemplateType {
 
 /// Schema enum `AttachmentType` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: Attachment.
+/// Used by: [`Attachment`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum AttachmentType {
     /// `"VirtualDisk"`, since 2.0.
@@ -151,7 +151,7 @@ impl<'de> Deserialize<'de> for AttachmentType {
 
 /// Schema enum `CacheMode` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: Layer.
+/// Used by: [`Layer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum CacheMode {
     /// `"Unspecified"`, since 2.0.
@@ -236,7 +236,7 @@ impl<'de> Deserialize<'de> for CacheMode {
 
 /// Schema enum `CachingMode` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: Attachment.
+/// Used by: [`Attachment`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum CachingMode {
     /// `"Uncached"`, since 2.1.
@@ -299,7 +299,7 @@ impl<'de> Deserialize<'de> for CachingMode {
 
 /// Schema enum `ContainerCredentialGuardModifyOperation` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: ContainerCredentialGuardOperationRequest.
+/// Used by: [`ContainerCredentialGuardOperationRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ContainerCredentialGuardModifyOperation {
     /// `"AddInstance"`, since 2.1.
@@ -358,7 +358,7 @@ impl<'de> Deserialize<'de> for ContainerCredentialGuardModifyOperation {
 
 /// Schema enum `ContainerCredentialGuardTransport` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: ContainerCredentialGuardAddInstanceRequest, ContainerCredentialGuardState.
+/// Used by: [`ContainerCredentialGuardAddInstanceRequest`], [`ContainerCredentialGuardState`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ContainerCredentialGuardTransport {
     /// `"LRPC"`, since 2.1.
@@ -416,7 +416,7 @@ impl<'de> Deserialize<'de> for ContainerCredentialGuardTransport {
 
 /// Schema enum `CrashType` (HCS-SCHEMA.md section 1, since 2.3).
 ///
-/// Used by: CrashOptions.
+/// Used by: [`CrashOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum CrashType {
     /// `"CrashGuest"`, since 2.3.
@@ -469,7 +469,7 @@ impl<'de> Deserialize<'de> for CrashType {
 
 /// Schema enum `DeviceType` (HCS-SCHEMA.md section 1, since 2.2).
 ///
-/// Used by: Device.
+/// Used by: [`Device`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum DeviceType {
     /// `"ClassGuid"`, since 2.2.
@@ -597,7 +597,7 @@ impl<'de> Deserialize<'de> for EnlightenmentModifications {
 
 /// Schema enum `EventDataType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: EventData.
+/// Used by: [`EventData`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum EventDataType {
     /// `"Empty"`, since 2.1.
@@ -742,7 +742,7 @@ impl<'de> Deserialize<'de> for EventDataType {
 
 /// Schema enum `ExitInitiator` (HCS-SCHEMA.md section 1, since 2.4).
 ///
-/// Used by: SystemExit, WorkerExit.
+/// Used by: [`SystemExit`], [`WorkerExit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ExitInitiator {
     /// `"None"`, since 2.4.
@@ -821,7 +821,7 @@ impl<'de> Deserialize<'de> for ExitInitiator {
 
 /// Schema enum `FilesystemIsolationMode` (HCS-SCHEMA.md section 1, since 2.3).
 ///
-/// Used by: FilesystemNamespace.
+/// Used by: [`FilesystemNamespace`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum FilesystemIsolationMode {
     /// `"hard"`, since 2.3.
@@ -879,7 +879,7 @@ impl<'de> Deserialize<'de> for FilesystemIsolationMode {
 
 /// Schema enum `FilesystemNestingMode` (HCS-SCHEMA.md section 1, since 2.3).
 ///
-/// Used by: FilesystemNamespace.
+/// Used by: [`FilesystemNamespace`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum FilesystemNestingMode {
     /// `"inner"`, since 2.3.
@@ -937,7 +937,7 @@ impl<'de> Deserialize<'de> for FilesystemNestingMode {
 
 /// Schema enum `FlexibleIoDeviceHostingModel` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: FlexibleIoDevice.
+/// Used by: [`FlexibleIoDevice`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum FlexibleIoDeviceHostingModel {
     /// `"Internal"`, since 2.1.
@@ -995,7 +995,7 @@ impl<'de> Deserialize<'de> for FlexibleIoDeviceHostingModel {
 
 /// Schema enum `GetPropertyType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: Service_PropertyQuery.
+/// Used by: [`Service_PropertyQuery`](ServicePropertyQuery).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum GetPropertyType {
     /// `"Basic"`, since 2.1.
@@ -1080,7 +1080,7 @@ impl<'de> Deserialize<'de> for GetPropertyType {
 
 /// Schema enum `GpuAssignmentMode` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: GpuConfiguration.
+/// Used by: [`GpuConfiguration`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum GpuAssignmentMode {
     /// `"Disabled"`, since 2.0.
@@ -1149,7 +1149,7 @@ impl<'de> Deserialize<'de> for GpuAssignmentMode {
 
 /// Schema enum `IntegrationComponentOperatingStateReason` (HCS-SCHEMA.md section 1, since 2.5).
 ///
-/// Used by: IntegrationComponentStatus.
+/// Used by: [`IntegrationComponentStatus`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum IntegrationComponentOperatingStateReason {
     /// `"Unknown"`, since 2.5.
@@ -1234,7 +1234,7 @@ impl<'de> Deserialize<'de> for IntegrationComponentOperatingStateReason {
 
 /// Schema enum `IntegrationComponentOperationalState` (HCS-SCHEMA.md section 1, since 2.5).
 ///
-/// Used by: IntegrationComponentStatus.
+/// Used by: [`IntegrationComponentStatus`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum IntegrationComponentOperationalState {
     /// `"Unknown"`, since 2.5.
@@ -1331,7 +1331,7 @@ impl<'de> Deserialize<'de> for IntegrationComponentOperationalState {
 
 /// Schema enum `InterfaceClassType` (HCS-SCHEMA.md section 1, since 2.3).
 ///
-/// Used by: InterfaceClass.
+/// Used by: [`InterfaceClass`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum InterfaceClassType {
     /// `"Inherit"`, since 2.3.
@@ -1395,7 +1395,7 @@ impl<'de> Deserialize<'de> for InterfaceClassType {
 
 /// Schema enum `InterruptModerationMode` (HCS-SCHEMA.md section 1, since 2.4).
 ///
-/// Used by: IovSettings.
+/// Used by: [`IovSettings`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum InterruptModerationMode {
     /// `"Default"`, since 2.4.
@@ -1480,7 +1480,7 @@ impl<'de> Deserialize<'de> for InterruptModerationMode {
 
 /// Schema enum `JobTerminationPolicy` (HCS-SCHEMA.md section 1, since 2.3).
 ///
-/// Used by: JobNamespace.
+/// Used by: [`JobNamespace`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum JobTerminationPolicy {
     /// `"PermanentQuiescent"`, since 2.3.
@@ -1539,7 +1539,7 @@ impl<'de> Deserialize<'de> for JobTerminationPolicy {
 
 /// Schema enum `KvpSource` (HCS-SCHEMA.md section 1, since 2.5).
 ///
-/// Used by: KvpQuery.
+/// Used by: [`KvpQuery`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum KvpSource {
     /// `"KvpSetByHost"`, since 2.5.
@@ -1603,7 +1603,7 @@ impl<'de> Deserialize<'de> for KvpSource {
 
 /// Schema enum `MappedPipePathType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: MappedPipe.
+/// Used by: [`MappedPipe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum MappedPipePathType {
     /// `"AbsolutePath"`, since 2.1.
@@ -1661,7 +1661,7 @@ impl<'de> Deserialize<'de> for MappedPipePathType {
 
 /// Schema enum `MemoryBackingPageSize` (HCS-SCHEMA.md section 1, since 2.2).
 ///
-/// Used by: VirtualMachine_Memory.
+/// Used by: [`VirtualMachine_Memory`](VirtualMachineMemory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum MemoryBackingPageSize {
     /// `"Small"`, since 2.2.
@@ -1719,7 +1719,7 @@ impl<'de> Deserialize<'de> for MemoryBackingPageSize {
 
 /// Schema enum `ModifyOperation` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: ProcessModifyRequest.
+/// Used by: [`ProcessModifyRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ModifyOperation {
     /// `"ConsoleSize"`, since 2.0.
@@ -1777,7 +1777,7 @@ impl<'de> Deserialize<'de> for ModifyOperation {
 
 /// Schema enum `ModifyPropertyType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: ModificationRequest.
+/// Used by: [`ModificationRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ModifyPropertyType {
     /// `"CpuGroup"`, since 2.1.
@@ -1836,7 +1836,7 @@ impl<'de> Deserialize<'de> for ModifyPropertyType {
 
 /// Schema enum `ModifyRequestType` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: GuestModifySettingRequest, ModifySettingRequest.
+/// Used by: [`GuestModifySettingRequest`], [`ModifySettingRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ModifyRequestType {
     /// `"Add"`, since 2.0.
@@ -1905,7 +1905,7 @@ impl<'de> Deserialize<'de> for ModifyRequestType {
 
 /// Schema enum `ModifyResourceType` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: GuestModifySettingRequest.
+/// Used by: [`GuestModifySettingRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ModifyResourceType {
     /// `"Memory"`, since 2.0.
@@ -1996,7 +1996,7 @@ impl<'de> Deserialize<'de> for ModifyResourceType {
 
 /// Schema enum `ModifyServiceOperation` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: HostProcessorModificationRequest.
+/// Used by: [`HostProcessorModificationRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ModifyServiceOperation {
     /// `"CreateGroup"`, since 2.1.
@@ -2060,7 +2060,7 @@ impl<'de> Deserialize<'de> for ModifyServiceOperation {
 
 /// Schema enum `NonArchitecturalCoreSharing` (HCS-SCHEMA.md section 1, since 2.5).
 ///
-/// Used by: ProcessorCapabilitiesInfo, VmProcessorRequirements.
+/// Used by: [`ProcessorCapabilitiesInfo`], [`VmProcessorRequirements`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum NonArchitecturalCoreSharing {
     /// `"Unreported"`, since 2.5.
@@ -2124,7 +2124,7 @@ impl<'de> Deserialize<'de> for NonArchitecturalCoreSharing {
 
 /// Schema enum `NotificationType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: Properties, SystemExitStatus.
+/// Used by: [`Properties`], [`SystemExitStatus`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum NotificationType {
     /// `"None"`, since 2.1.
@@ -2203,7 +2203,7 @@ impl<'de> Deserialize<'de> for NotificationType {
 
 /// Schema enum `ObjectDirectoryShadow` (HCS-SCHEMA.md section 1, since 2.3).
 ///
-/// Used by: ObjectDirectory, ObjectNamespace.
+/// Used by: [`ObjectDirectory`], [`ObjectNamespace`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ObjectDirectoryShadow {
     /// `"false"`, since 2.3.
@@ -2266,7 +2266,7 @@ impl<'de> Deserialize<'de> for ObjectDirectoryShadow {
 
 /// Schema enum `ObjectSymlinkScope` (HCS-SCHEMA.md section 1, since 2.3).
 ///
-/// Used by: ObjectSymlink.
+/// Used by: [`ObjectSymlink`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ObjectSymlinkScope {
     /// `"Local"`, since 2.3.
@@ -2330,7 +2330,7 @@ impl<'de> Deserialize<'de> for ObjectSymlinkScope {
 
 /// Schema enum `OperationFailureDetail` (HCS-SCHEMA.md section 1, since 2.4).
 ///
-/// Used by: OperationFailure.
+/// Used by: [`OperationFailure`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum OperationFailureDetail {
     /// `"Invalid"`, since 2.4.
@@ -2535,7 +2535,7 @@ impl<'de> Deserialize<'de> for OperationFailureDetail {
 
 /// Schema enum `OperationType` (HCS-SCHEMA.md section 1, since 2.6).
 ///
-/// Used by: OperationInfo.
+/// Used by: [`OperationInfo`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum OperationType {
     /// `"None"`, since 2.6.
@@ -2680,7 +2680,7 @@ impl<'de> Deserialize<'de> for OperationType {
 
 /// Schema enum `OsLayerType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: OsLayerOptions.
+/// Used by: [`OsLayerOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum OsLayerType {
     /// `"Container"`, since 2.1.
@@ -2738,7 +2738,7 @@ impl<'de> Deserialize<'de> for OsLayerType {
 
 /// Schema enum `OsType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: ComputeSystemProperties, Properties.
+/// Used by: [`ComputeSystemProperties`], [`Properties`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum OsType {
     /// `"Unknown"`, since 2.1.
@@ -2806,7 +2806,7 @@ impl<'de> Deserialize<'de> for OsType {
 
 /// Schema enum `PathType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: Layer, MappedDirectory.
+/// Used by: [`Layer`], [`MappedDirectory`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum PathType {
     /// `"AbsolutePath"`, since 2.1.
@@ -2864,7 +2864,7 @@ impl<'de> Deserialize<'de> for PathType {
 
 /// Schema enum `PauseReason` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: PauseNotification.
+/// Used by: [`PauseNotification`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum PauseReason {
     /// `"None"`, since 2.1.
@@ -2927,7 +2927,7 @@ impl<'de> Deserialize<'de> for PauseReason {
 
 /// Schema enum `PauseSuspensionLevel` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: PauseOptions.
+/// Used by: [`PauseOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum PauseSuspensionLevel {
     /// `"Suspend"`, since 2.0.
@@ -3000,7 +3000,7 @@ impl<'de> Deserialize<'de> for PauseSuspensionLevel {
 
 /// Schema enum `ProcessorFeature` (HCS-SCHEMA.md section 1, since 2.5).
 ///
-/// Used by: ProcessorCapabilitiesInfo, ProcessorFeatureSet, VmProcessorRequirements.
+/// Used by: [`ProcessorCapabilitiesInfo`], [`ProcessorFeatureSet`], [`VmProcessorRequirements`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ProcessorFeature {
     /// `"Sse3"`, since 2.5.
@@ -3817,7 +3817,7 @@ impl<'de> Deserialize<'de> for ProcessorFeature {
 
 /// Schema enum `ProcessorFeatureSetMode` (HCS-SCHEMA.md section 1, since 2.5).
 ///
-/// Used by: ProcessorFeatureSet.
+/// Used by: [`ProcessorFeatureSet`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ProcessorFeatureSetMode {
     /// `"Strict"`, since 2.5.
@@ -3875,7 +3875,7 @@ impl<'de> Deserialize<'de> for ProcessorFeatureSetMode {
 
 /// Schema enum `ProcessSignal` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: SignalProcessOptions.
+/// Used by: [`SignalProcessOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ProcessSignal {
     /// `"CtrlC"`, since 2.1.
@@ -3954,7 +3954,7 @@ impl<'de> Deserialize<'de> for ProcessSignal {
 
 /// Schema enum `RegistryHive` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: RegistryKey.
+/// Used by: [`RegistryKey`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum RegistryHive {
     /// `"System"`, since 2.0.
@@ -4023,7 +4023,7 @@ impl<'de> Deserialize<'de> for RegistryHive {
 
 /// Schema enum `RegistryValueType` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: RegistryValue.
+/// Used by: [`RegistryValue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum RegistryValueType {
     /// `"None"`, since 2.0.
@@ -4120,7 +4120,7 @@ impl<'de> Deserialize<'de> for RegistryValueType {
 
 /// Schema enum `SaveType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: SaveOptions.
+/// Used by: [`SaveOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum SaveType {
     /// `"ToFile"`, since 2.1.
@@ -4178,7 +4178,7 @@ impl<'de> Deserialize<'de> for SaveType {
 
 /// Schema enum `SerialConsole` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: Uefi.
+/// Used by: [`Uefi`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum SerialConsole {
     /// `"Default"`, since 2.0.
@@ -4251,7 +4251,7 @@ impl<'de> Deserialize<'de> for SerialConsole {
 
 /// Schema enum `ShutdownMechanism` (HCS-SCHEMA.md section 1, since 2.5).
 ///
-/// Used by: ShutdownOptions.
+/// Used by: [`ShutdownOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ShutdownMechanism {
     /// `"GuestConnection"`, since 2.5.
@@ -4310,7 +4310,7 @@ impl<'de> Deserialize<'de> for ShutdownMechanism {
 
 /// Schema enum `ShutdownType` (HCS-SCHEMA.md section 1, since 2.5).
 ///
-/// Used by: ShutdownOptions.
+/// Used by: [`ShutdownOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum ShutdownType {
     /// `"Shutdown"`, since 2.5.
@@ -4373,7 +4373,7 @@ impl<'de> Deserialize<'de> for ShutdownType {
 
 /// Schema enum `State` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: ComputeSystemProperties, Properties.
+/// Used by: [`ComputeSystemProperties`], [`Properties`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum State {
     /// `"Created"`, since 2.1.
@@ -4458,7 +4458,7 @@ impl<'de> Deserialize<'de> for State {
 
 /// Schema enum `StateOverride` (HCS-SCHEMA.md section 1, since 2.4).
 ///
-/// Used by: KvpExchange, NetworkAdapter.
+/// Used by: [`KvpExchange`], [`NetworkAdapter`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum StateOverride {
     /// `"Default"`, since 2.4.
@@ -4521,7 +4521,7 @@ impl<'de> Deserialize<'de> for StateOverride {
 
 /// Schema enum `StdHandle` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: CloseHandle.
+/// Used by: [`CloseHandle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum StdHandle {
     /// `"StdIn"`, since 2.0.
@@ -4589,7 +4589,7 @@ impl<'de> Deserialize<'de> for StdHandle {
 
 /// Schema enum `SubnodeType` (HCS-SCHEMA.md section 1, since 2.4).
 ///
-/// Used by: Subnode.
+/// Used by: [`Subnode`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum SubnodeType {
     /// `"Any"`, since 2.4.
@@ -4657,7 +4657,7 @@ impl<'de> Deserialize<'de> for SubnodeType {
 
 /// Schema enum `System_PropertyType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: System_PropertyQuery.
+/// Used by: [`System_PropertyQuery`](SystemPropertyQuery).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum SystemPropertyType {
     /// `"Memory"`, since 2.1.
@@ -4778,7 +4778,7 @@ impl<'de> Deserialize<'de> for SystemPropertyType {
 
 /// Schema enum `SystemExitDetail` (HCS-SCHEMA.md section 1, since 2.4).
 ///
-/// Used by: SystemExit.
+/// Used by: [`SystemExit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum SystemExitDetail {
     /// `"Invalid"`, since 2.4.
@@ -4863,7 +4863,7 @@ impl<'de> Deserialize<'de> for SystemExitDetail {
 
 /// Schema enum `SystemType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: ComputeSystemProperties, Properties, SystemQuery.
+/// Used by: [`ComputeSystemProperties`], [`Properties`], [`SystemQuery`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum SystemType {
     /// `"Container"`, since 2.1.
@@ -4921,7 +4921,7 @@ impl<'de> Deserialize<'de> for SystemType {
 
 /// Schema enum `UefiBootDevice` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: UefiBootEntry.
+/// Used by: [`UefiBootEntry`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum UefiBootDevice {
     /// `"ScsiDrive"`, since 2.0.
@@ -4990,7 +4990,7 @@ impl<'de> Deserialize<'de> for UefiBootDevice {
 
 /// Schema enum `VirtualDeviceFailureDetail` (HCS-SCHEMA.md section 1, since 2.4).
 ///
-/// Used by: VirtualDeviceFailure.
+/// Used by: [`VirtualDeviceFailure`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum VirtualDeviceFailureDetail {
     /// `"None"`, since 2.4.
@@ -5195,7 +5195,7 @@ impl<'de> Deserialize<'de> for VirtualDeviceFailureDetail {
 
 /// Schema enum `VirtualPMemBackingType` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: VirtualPMemController.
+/// Used by: [`VirtualPMemController`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum VirtualPMemBackingType {
     /// `"Virtual"`, since 2.1.
@@ -5253,7 +5253,7 @@ impl<'de> Deserialize<'de> for VirtualPMemBackingType {
 
 /// Schema enum `VirtualPMemImageFormat` (HCS-SCHEMA.md section 1, since 2.0).
 ///
-/// Used by: VirtualPMemDevice, VirtualPMemMapping.
+/// Used by: [`VirtualPMemDevice`], [`VirtualPMemMapping`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum VirtualPMemImageFormat {
     /// `"Vhdx"`, since 2.0.
@@ -5311,7 +5311,7 @@ impl<'de> Deserialize<'de> for VirtualPMemImageFormat {
 
 /// Schema enum `WindowsCrashPhase` (HCS-SCHEMA.md section 1, since 2.1).
 ///
-/// Used by: WindowsCrashReport.
+/// Used by: [`WindowsCrashReport`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum WindowsCrashPhase {
     /// `"Inactive"`, since 2.1.
@@ -5396,7 +5396,7 @@ impl<'de> Deserialize<'de> for WindowsCrashPhase {
 
 /// Schema enum `WorkerExitDetail` (HCS-SCHEMA.md section 1, since 2.4).
 ///
-/// Used by: WorkerExit.
+/// Used by: [`WorkerExit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum WorkerExitDetail {
     /// `"Invalid"`, since 2.4.
@@ -5681,7 +5681,7 @@ impl<'de> Deserialize<'de> for WorkerExitDetail {
 
 /// Schema enum `WorkerExitType` (HCS-SCHEMA.md section 1, since 2.4).
 ///
-/// Used by: WorkerExit.
+/// Used by: [`WorkerExit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum WorkerExitType {
     /// `"None"`, since 2.4.
@@ -5778,7 +5778,7 @@ impl<'de> Deserialize<'de> for WorkerExitType {
 
 /// Schema enum `XsaveProcessorFeature` (HCS-SCHEMA.md section 1, since 2.5).
 ///
-/// Used by: ProcessorCapabilitiesInfo, ProcessorFeatureSet, VmProcessorRequirements.
+/// Used by: [`ProcessorCapabilitiesInfo`], [`ProcessorFeatureSet`], [`VmProcessorRequirements`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum XsaveProcessorFeature {
     /// `"Xsave"`, since 2.5.
@@ -6019,7 +6019,7 @@ impl<'de> Deserialize<'de> for XsaveProcessorFeature {
 
 /// Extension enum `MemoryBacking` (HCS-SCHEMA.md section 3).
 ///
-/// Used by: VirtualMachine_Memory (field Backing).
+/// Used by: [`VirtualMachine_Memory`](VirtualMachineMemory) (field Backing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum MemoryBacking {
     /// `"Physical"`: extension value (HCS-SCHEMA.md section 3).
@@ -6100,7 +6100,7 @@ impl<'de> Deserialize<'de> for SignalValue {
 // ===================================================================== objects
 /// Schema object `Attachment` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Scsi.
+/// Used by: [`Scsi`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attachment {
@@ -6165,7 +6165,7 @@ impl SchemaObject for Attachment {
 
 /// Schema object `AttributionRecord` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ResultError, SystemExitStatus.
+/// Used by: [`ResultError`], [`SystemExitStatus`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttributionRecord {
@@ -6274,7 +6274,7 @@ impl SchemaObject for BasicInformation {
 
 /// Schema object `Battery` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 ///
 /// Has no fields: sent as `{}` to switch the feature on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -6295,7 +6295,7 @@ impl SchemaObject for Battery {
 
 /// Schema object `Chipset` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualMachine.
+/// Used by: [`VirtualMachine`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Chipset {
@@ -6435,7 +6435,7 @@ impl SchemaObject for CimMount {
 
 /// Schema object `CloseHandle` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ProcessModifyRequest.
+/// Used by: [`ProcessModifyRequest`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloseHandle {
@@ -6503,7 +6503,7 @@ impl SchemaObject for CombinedLayers {
 
 /// Schema object `ComPort` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComPort {
@@ -6749,7 +6749,7 @@ impl SchemaObject for ConsoleImageQuery {
 
 /// Schema object `ConsoleSize` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ProcessModifyRequest.
+/// Used by: [`ProcessModifyRequest`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsoleSize {
@@ -6775,7 +6775,7 @@ impl SchemaObject for ConsoleSize {
 
 /// Schema object `Container` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ComputeSystem, HostedSystem.
+/// Used by: [`ComputeSystem`], [`HostedSystem`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Container {
@@ -6904,7 +6904,7 @@ impl SchemaObject for Container {
 
 /// Schema object `Container_HvSocket` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container.
+/// Used by: [`Container`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerHvSocket {
@@ -6939,7 +6939,7 @@ impl SchemaObject for ContainerHvSocket {
 
 /// Schema object `Container_Memory` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container.
+/// Used by: [`Container`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerMemory {
@@ -6962,7 +6962,7 @@ impl SchemaObject for ContainerMemory {
 
 /// Schema object `Container_Processor` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container.
+/// Used by: [`Container`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerProcessor {
@@ -7024,7 +7024,7 @@ impl SchemaObject for ContainerCredentialGuardAddInstanceRequest {
 
 /// Schema object `ContainerCredentialGuardHvSocketServiceConfig` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ContainerCredentialGuardInstance.
+/// Used by: [`ContainerCredentialGuardInstance`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerCredentialGuardHvSocketServiceConfig {
@@ -7059,7 +7059,7 @@ impl SchemaObject for ContainerCredentialGuardHvSocketServiceConfig {
 
 /// Schema object `ContainerCredentialGuardInstance` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ContainerCredentialGuardSystemInfo.
+/// Used by: [`ContainerCredentialGuardSystemInfo`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerCredentialGuardInstance {
@@ -7154,7 +7154,7 @@ impl SchemaObject for ContainerCredentialGuardRemoveInstanceRequest {
 
 /// Schema object `ContainerCredentialGuardState` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container, ContainerCredentialGuardInstance.
+/// Used by: [`Container`], [`ContainerCredentialGuardInstance`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerCredentialGuardState {
@@ -7226,7 +7226,7 @@ impl SchemaObject for ContainerCredentialGuardSystemInfo {
 
 /// Schema object `ContainersDef_BatchedBinding` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: FilesystemNamespace.
+/// Used by: [`FilesystemNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainersDefBatchedBinding {
@@ -7284,7 +7284,7 @@ impl SchemaObject for ContainersDefContainer {
 
 /// Schema object `ContainersDef_Device` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container.
+/// Used by: [`Container`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainersDefDevice {
@@ -7319,7 +7319,7 @@ impl SchemaObject for ContainersDefDevice {
 
 /// Schema object `CpuGroup` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualMachine_Processor.
+/// Used by: [`VirtualMachine_Processor`](VirtualMachineProcessor).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CpuGroup {
@@ -7347,7 +7347,7 @@ impl SchemaObject for CpuGroup {
 
 /// Schema object `CpuGroupAffinity` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: CpuGroupConfig.
+/// Used by: [`CpuGroupConfig`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CpuGroupAffinity {
@@ -7381,7 +7381,7 @@ impl SchemaObject for CpuGroupAffinity {
 
 /// Schema object `CpuGroupConfig` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: CpuGroupConfigurations.
+/// Used by: [`CpuGroupConfigurations`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CpuGroupConfig {
@@ -7462,7 +7462,7 @@ impl SchemaObject for CpuGroupConfigurations {
 
 /// Schema object `CpuGroupProperty` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: CpuGroupConfig.
+/// Used by: [`CpuGroupConfig`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CpuGroupProperty {
@@ -7664,7 +7664,7 @@ impl SchemaObject for DeleteGroupOperation {
 
 /// Schema object `Device` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container.
+/// Used by: [`Container`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Device {
@@ -7706,7 +7706,7 @@ impl SchemaObject for Device {
 
 /// Schema object `DeviceCategory` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: DeviceExtension, DeviceNamespace.
+/// Used by: [`DeviceExtension`], [`DeviceNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceCategory {
@@ -7744,7 +7744,7 @@ impl SchemaObject for DeviceCategory {
 
 /// Schema object `DeviceExtension` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ContainersDef_Device.
+/// Used by: [`ContainersDef_Device`](ContainersDefDevice).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceExtension {
@@ -7783,7 +7783,7 @@ impl SchemaObject for DeviceExtension {
 
 /// Schema object `DeviceInstance` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: DeviceNamespace.
+/// Used by: [`DeviceNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceInstance {
@@ -7832,7 +7832,7 @@ impl SchemaObject for DeviceInstance {
 
 /// Schema object `DeviceNamespace` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Namespace.
+/// Used by: [`Namespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceNamespace {
@@ -7889,7 +7889,7 @@ impl SchemaObject for DeviceNamespace {
 
 /// Schema object `Devices` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualMachine.
+/// Used by: [`VirtualMachine`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Devices {
@@ -8037,7 +8037,7 @@ impl SchemaObject for Devices {
 
 /// Schema object `EnhancedModeVideo` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnhancedModeVideo {
@@ -8064,7 +8064,7 @@ impl SchemaObject for EnhancedModeVideo {
 
 /// Schema object `ErrorEvent` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ResultError.
+/// Used by: [`ResultError`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorEvent {
@@ -8122,7 +8122,7 @@ impl SchemaObject for ErrorEvent {
 
 /// Schema object `EventData` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ErrorEvent.
+/// Used by: [`ErrorEvent`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventData {
@@ -8175,7 +8175,7 @@ impl SchemaObject for ExportLayerOptions {
 
 /// Schema object `FilesystemLayer` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: FilesystemNamespace.
+/// Used by: [`FilesystemNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemLayer {
@@ -8210,7 +8210,7 @@ impl SchemaObject for FilesystemLayer {
 
 /// Schema object `FilesystemNamespace` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Namespace.
+/// Used by: [`Namespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemNamespace {
@@ -8253,7 +8253,7 @@ impl SchemaObject for FilesystemNamespace {
 
 /// Schema object `FlexibleIoDevice` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlexibleIoDevice {
@@ -8344,7 +8344,7 @@ impl SchemaObject for GpuConfiguration {
 
 /// Schema object `GuestConnection` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualMachine.
+/// Used by: [`VirtualMachine`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestConnection {
@@ -8381,7 +8381,7 @@ impl SchemaObject for GuestConnection {
 
 /// Schema object `GuestConnectionInfo` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Properties.
+/// Used by: [`Properties`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestConnectionInfo {
@@ -8426,7 +8426,7 @@ impl SchemaObject for GuestConnectionInfo {
 
 /// Schema object `GuestCrash` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: AttributionRecord.
+/// Used by: [`AttributionRecord`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestCrash {
@@ -8453,7 +8453,7 @@ impl SchemaObject for GuestCrash {
 
 /// Schema object `GuestCrashReporting` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestCrashReporting {
@@ -8517,7 +8517,7 @@ impl SchemaObject for GuestModifySettingRequest {
 
 /// Schema object `GuestOs` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container.
+/// Used by: [`Container`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestOs {
@@ -8540,7 +8540,7 @@ impl SchemaObject for GuestOs {
 
 /// Schema object `GuestState` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualMachine.
+/// Used by: [`VirtualMachine`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestState {
@@ -8593,7 +8593,7 @@ impl SchemaObject for GuestState {
 
 /// Schema object `Heartbeat` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Services.
+/// Used by: [`Services`].
 ///
 /// Has no fields: sent as `{}` to switch the feature on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -8649,7 +8649,7 @@ impl SchemaObject for HostedSystem {
 
 /// Schema object `HostFiles` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Namespace.
+/// Used by: [`Namespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostFiles {
@@ -8759,7 +8759,7 @@ impl SchemaObject for HvSocketAddress {
 
 /// Schema object `HvSocketServiceConfig` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ContainerCredentialGuardHvSocketServiceConfig, HvSocketSystemConfig.
+/// Used by: [`ContainerCredentialGuardHvSocketServiceConfig`], [`HvSocketSystemConfig`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HvSocketServiceConfig {
@@ -8808,7 +8808,7 @@ impl SchemaObject for HvSocketServiceConfig {
 
 /// Schema object `HvSocketSystemConfig` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container_HvSocket, VirtualMachine_HvSocket.
+/// Used by: [`Container_HvSocket`](ContainerHvSocket), [`VirtualMachine_HvSocket`](VirtualMachineHvSocket).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HvSocketSystemConfig {
@@ -8889,7 +8889,7 @@ impl SchemaObject for IdleProcessorsRequest {
 
 /// Schema object `InjectNonMaskableInterrupt` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: AttributionRecord.
+/// Used by: [`AttributionRecord`].
 ///
 /// Has no fields: sent as `{}` to switch the feature on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -8939,7 +8939,7 @@ impl SchemaObject for IntegrationComponentStatus {
 
 /// Schema object `InterfaceClass` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: DeviceCategory, DeviceInstance.
+/// Used by: [`DeviceCategory`], [`DeviceInstance`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InterfaceClass {
@@ -8977,7 +8977,7 @@ impl SchemaObject for InterfaceClass {
 
 /// Schema object `IovSettings` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: NetworkAdapter.
+/// Used by: [`NetworkAdapter`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IovSettings {
@@ -9022,7 +9022,7 @@ impl SchemaObject for IovSettings {
 
 /// Schema object `JobCpu` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: JobNamespace.
+/// Used by: [`JobNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobCpu {
@@ -9048,7 +9048,7 @@ impl SchemaObject for JobCpu {
 
 /// Schema object `JobMemory` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: JobNamespace.
+/// Used by: [`JobNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobMemory {
@@ -9071,7 +9071,7 @@ impl SchemaObject for JobMemory {
 
 /// Schema object `JobNamespace` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Namespace.
+/// Used by: [`Namespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobNamespace {
@@ -9124,7 +9124,7 @@ impl SchemaObject for JobNamespace {
 
 /// Schema object `JobSystemRoot` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: JobNamespace.
+/// Used by: [`JobNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSystemRoot {
@@ -9147,7 +9147,7 @@ impl SchemaObject for JobSystemRoot {
 
 /// Schema object `Keyboard` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 ///
 /// Has no fields: sent as `{}` to switch the feature on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -9168,7 +9168,7 @@ impl SchemaObject for Keyboard {
 
 /// Schema object `KvpExchange` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Services.
+/// Used by: [`Services`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KvpExchange {
@@ -9239,7 +9239,7 @@ impl SchemaObject for KvpQuery {
 
 /// Schema object `Layer` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: CombinedLayers, LayerData, Storage.
+/// Used by: [`CombinedLayers`], [`LayerData`], [`Storage`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Layer {
@@ -9314,7 +9314,7 @@ impl SchemaObject for LayerData {
 
 /// Schema object `LinuxKernelDirect` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Chipset.
+/// Used by: [`Chipset`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinuxKernelDirect {
@@ -9355,7 +9355,7 @@ impl SchemaObject for LinuxKernelDirect {
 
 /// Schema object `LogicalProcessor` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ProcessorTopology.
+/// Used by: [`ProcessorTopology`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogicalProcessor {
@@ -9408,7 +9408,7 @@ impl SchemaObject for LogicalProcessor {
 
 /// Schema object `MappedDirectory` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container.
+/// Used by: [`Container`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappedDirectory {
@@ -9461,7 +9461,7 @@ impl SchemaObject for MappedDirectory {
 
 /// Schema object `MappedPipe` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container.
+/// Used by: [`Container`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappedPipe {
@@ -9528,7 +9528,7 @@ impl SchemaObject for MappedVirtualDisk {
 
 /// Schema object `MemoryInformationForVm` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Properties.
+/// Used by: [`Properties`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryInformationForVm {
@@ -9570,7 +9570,7 @@ impl SchemaObject for MemoryInformationForVm {
 
 /// Schema object `MemoryStats` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Statistics.
+/// Used by: [`Statistics`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryStats {
@@ -9690,7 +9690,7 @@ impl SchemaObject for ModifySettingRequest {
 
 /// Schema object `MountManagerMountPoint` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: MountManagerNamespace.
+/// Used by: [`MountManagerNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountManagerMountPoint {
@@ -9716,7 +9716,7 @@ impl SchemaObject for MountManagerMountPoint {
 
 /// Schema object `MountManagerNamespace` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Namespace.
+/// Used by: [`Namespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountManagerNamespace {
@@ -9743,7 +9743,7 @@ impl SchemaObject for MountManagerNamespace {
 
 /// Schema object `Mouse` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 ///
 /// Has no fields: sent as `{}` to switch the feature on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -9764,7 +9764,7 @@ impl SchemaObject for Mouse {
 
 /// Schema object `NamedPipeNamespace` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Namespace.
+/// Used by: [`Namespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamedPipeNamespace {
@@ -9787,7 +9787,7 @@ impl SchemaObject for NamedPipeNamespace {
 
 /// Schema object `NamedPipeSymlink` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: NamedPipeNamespace.
+/// Used by: [`NamedPipeNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamedPipeSymlink {
@@ -9813,7 +9813,7 @@ impl SchemaObject for NamedPipeSymlink {
 
 /// Schema object `Namespace` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ContainersDef_Container, DeviceExtension.
+/// Used by: [`ContainersDef_Container`](ContainersDefContainer), [`DeviceExtension`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Namespace {
@@ -9887,7 +9887,7 @@ impl SchemaObject for Namespace {
 
 /// Schema object `NetworkAdapter` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkAdapter {
@@ -9965,7 +9965,7 @@ impl SchemaObject for NetworkAdapter {
 
 /// Schema object `Networking` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container.
+/// Used by: [`Container`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Networking {
@@ -10030,7 +10030,7 @@ impl SchemaObject for Networking {
 
 /// Schema object `NetworkNamespace` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Namespace.
+/// Used by: [`Namespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkNamespace {
@@ -10057,7 +10057,7 @@ impl SchemaObject for NetworkNamespace {
 
 /// Schema object `ObjectDirectory` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ObjectDirectory, ObjectNamespace.
+/// Used by: [`ObjectDirectory`], [`ObjectNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectDirectory {
@@ -10092,7 +10092,7 @@ impl SchemaObject for ObjectDirectory {
 
 /// Schema object `ObjectNamespace` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Namespace.
+/// Used by: [`Namespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectNamespace {
@@ -10121,7 +10121,7 @@ impl SchemaObject for ObjectNamespace {
 
 /// Schema object `ObjectSymlink` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ObjectDirectory, ObjectNamespace.
+/// Used by: [`ObjectDirectory`], [`ObjectNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectSymlink {
@@ -10165,7 +10165,7 @@ impl SchemaObject for ObjectSymlink {
 
 /// Schema object `OperationFailure` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: AttributionRecord.
+/// Used by: [`AttributionRecord`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperationFailure {
@@ -10188,7 +10188,7 @@ impl SchemaObject for OperationFailure {
 
 /// Schema object `OperationFailureInfo` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: OperationInfo.
+/// Used by: [`OperationInfo`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperationFailureInfo {
@@ -10336,7 +10336,7 @@ impl SchemaObject for OsLayerOptions {
 
 /// Schema object `PauseNotification` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: PauseOptions.
+/// Used by: [`PauseOptions`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PauseNotification {
@@ -10393,7 +10393,7 @@ impl SchemaObject for PauseOptions {
 
 /// Schema object `Plan9` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan9 {
@@ -10416,7 +10416,7 @@ impl SchemaObject for Plan9 {
 
 /// Schema object `Plan9Share` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Plan9.
+/// Used by: [`Plan9`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Plan9Share {
@@ -10469,7 +10469,7 @@ impl SchemaObject for Plan9Share {
 
 /// Schema object `ProcessDetails` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Properties.
+/// Used by: [`Properties`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessDetails {
@@ -10644,7 +10644,7 @@ impl SchemaObject for ProcessorCapabilitiesInfo {
 
 /// Schema object `ProcessorFeatureSet` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualMachine_Processor.
+/// Used by: [`VirtualMachine_Processor`](VirtualMachineProcessor).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessorFeatureSet {
@@ -10730,7 +10730,7 @@ impl SchemaObject for ProcessorLimits {
 
 /// Schema object `ProcessorStats` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Statistics.
+/// Used by: [`Statistics`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessorStats {
@@ -11127,7 +11127,7 @@ impl SchemaObject for Properties {
 
 /// Schema object `PropertyResponse` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Properties, ServiceProperties.
+/// Used by: [`Properties`], [`ServiceProperties`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PropertyResponse {
@@ -11185,7 +11185,7 @@ impl SchemaObject for QoSCapabilities {
 
 /// Schema object `RdpConnectionOptions` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: EnhancedModeVideo, VideoMonitor.
+/// Used by: [`EnhancedModeVideo`], [`VideoMonitor`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RdpConnectionOptions {
@@ -11215,7 +11215,7 @@ impl SchemaObject for RdpConnectionOptions {
 
 /// Schema object `RegistryChanges` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container, VirtualMachine.
+/// Used by: [`Container`], [`VirtualMachine`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryChanges {
@@ -11245,7 +11245,7 @@ impl SchemaObject for RegistryChanges {
 
 /// Schema object `RegistryDeleteKey` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: RegistryHiveStack.
+/// Used by: [`RegistryHiveStack`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryDeleteKey {
@@ -11291,7 +11291,7 @@ impl SchemaObject for RegistryFlushState {
 
 /// Schema object `RegistryHiveStack` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: RegistryNamespace.
+/// Used by: [`RegistryNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryHiveStack {
@@ -11331,7 +11331,7 @@ impl SchemaObject for RegistryHiveStack {
 
 /// Schema object `RegistryKey` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: RegistryChanges, RegistryValue.
+/// Used by: [`RegistryChanges`], [`RegistryValue`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryKey {
@@ -11360,7 +11360,7 @@ impl SchemaObject for RegistryKey {
 
 /// Schema object `RegistryLayer` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: RegistryHiveStack.
+/// Used by: [`RegistryHiveStack`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryLayer {
@@ -11442,7 +11442,7 @@ impl SchemaObject for RegistryLayer {
 
 /// Schema object `RegistryMakeKey` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: RegistryHiveStack, RegistryMakeKey.
+/// Used by: [`RegistryHiveStack`], [`RegistryMakeKey`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryMakeKey {
@@ -11477,7 +11477,7 @@ impl SchemaObject for RegistryMakeKey {
 
 /// Schema object `RegistryMakeValue` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: RegistryMakeKey.
+/// Used by: [`RegistryMakeKey`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryMakeValue {
@@ -11534,7 +11534,7 @@ impl SchemaObject for RegistryMakeValue {
 
 /// Schema object `RegistryNamespace` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Namespace.
+/// Used by: [`Namespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryNamespace {
@@ -11575,7 +11575,7 @@ impl SchemaObject for RegistryNamespace {
 
 /// Schema object `RegistryRedirectionNode` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: RegistryNamespace.
+/// Used by: [`RegistryNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryRedirectionNode {
@@ -11632,7 +11632,7 @@ impl SchemaObject for RegistryRedirectionNode {
 
 /// Schema object `RegistrySymlink` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: RegistryNamespace.
+/// Used by: [`RegistryNamespace`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrySymlink {
@@ -11658,7 +11658,7 @@ impl SchemaObject for RegistrySymlink {
 
 /// Schema object `RegistryValue` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: RegistryChanges.
+/// Used by: [`RegistryChanges`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryValue {
@@ -11731,7 +11731,7 @@ impl SchemaObject for RegistryValue {
 
 /// Schema object `RestoreState` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualMachine.
+/// Used by: [`VirtualMachine`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreState {
@@ -11765,7 +11765,7 @@ impl SchemaObject for RestoreState {
 
 /// Schema object `ResultError` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: PropertyResponse.
+/// Used by: [`PropertyResponse`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResultError {
@@ -11855,7 +11855,7 @@ impl SchemaObject for SaveOptions {
 
 /// Schema object `Scsi` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scsi {
@@ -11965,7 +11965,7 @@ impl SchemaObject for ServiceProperties {
 
 /// Schema object `Services` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualMachine.
+/// Used by: [`VirtualMachine`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Services {
@@ -12043,7 +12043,7 @@ impl SchemaObject for SetPropertyOperation {
 
 /// Schema object `SharedMemoryConfiguration` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SharedMemoryConfiguration {
@@ -12066,7 +12066,7 @@ impl SchemaObject for SharedMemoryConfiguration {
 
 /// Schema object `SharedMemoryRegion` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: SharedMemoryConfiguration.
+/// Used by: [`SharedMemoryConfiguration`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SharedMemoryRegion {
@@ -12123,7 +12123,7 @@ impl SchemaObject for SharedMemoryRegion {
 
 /// Schema object `SharedMemoryRegionInfo` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Properties.
+/// Used by: [`Properties`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SharedMemoryRegionInfo {
@@ -12157,7 +12157,7 @@ impl SchemaObject for SharedMemoryRegionInfo {
 
 /// Schema object `Shutdown` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Services.
+/// Used by: [`Services`].
 ///
 /// Has no fields: sent as `{}` to switch the feature on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -12233,7 +12233,7 @@ impl SchemaObject for SignalProcessOptions {
 
 /// Schema object `Statistics` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Properties.
+/// Used by: [`Properties`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Statistics {
@@ -12286,7 +12286,7 @@ impl SchemaObject for Statistics {
 
 /// Schema object `Storage` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Container.
+/// Used by: [`Container`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
@@ -12323,7 +12323,7 @@ impl SchemaObject for Storage {
 
 /// Schema object `StorageQoS` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Storage, VirtualMachine.
+/// Used by: [`Storage`], [`VirtualMachine`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageQoS {
@@ -12357,7 +12357,7 @@ impl SchemaObject for StorageQoS {
 
 /// Schema object `StorageStats` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Statistics.
+/// Used by: [`Statistics`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageStats {
@@ -12410,7 +12410,7 @@ impl SchemaObject for StorageStats {
 
 /// Schema object `Subnode` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: LogicalProcessor.
+/// Used by: [`LogicalProcessor`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Subnode {
@@ -12466,7 +12466,7 @@ impl SchemaObject for SystemPropertyQuery {
 
 /// Schema object `SystemExit` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: AttributionRecord.
+/// Used by: [`AttributionRecord`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemExit {
@@ -12593,7 +12593,7 @@ impl SchemaObject for SystemQuery {
 
 /// Schema object `SystemTime` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: TimeZoneInformation.
+/// Used by: [`TimeZoneInformation`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SystemTime {
@@ -12650,7 +12650,7 @@ impl SchemaObject for SystemTime {
 
 /// Schema object `Timesync` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Services.
+/// Used by: [`Services`].
 ///
 /// Has no fields: sent as `{}` to switch the feature on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -12744,7 +12744,7 @@ impl SchemaObject for TimeZoneInformation {
 
 /// Schema object `Topology` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualMachine.
+/// Used by: [`VirtualMachine`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
@@ -12778,7 +12778,7 @@ impl SchemaObject for Topology {
 
 /// Schema object `TripleFault` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: AttributionRecord.
+/// Used by: [`AttributionRecord`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TripleFault {
@@ -12801,7 +12801,7 @@ impl SchemaObject for TripleFault {
 
 /// Schema object `Uefi` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Chipset.
+/// Used by: [`Chipset`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Uefi {
@@ -12867,7 +12867,7 @@ impl SchemaObject for Uefi {
 
 /// Schema object `UefiBootEntry` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Uefi.
+/// Used by: [`Uefi`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UefiBootEntry {
@@ -12928,7 +12928,7 @@ impl SchemaObject for UefiBootEntry {
 
 /// Schema object `Version` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: BasicInformation, ComputeSystem, GuestConnectionInfo, HostedSystem, LayerData, VirtualMachine.
+/// Used by: [`BasicInformation`], [`ComputeSystem`], [`GuestConnectionInfo`], [`HostedSystem`], [`LayerData`], [`VirtualMachine`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Version {
@@ -12954,7 +12954,7 @@ impl SchemaObject for Version {
 
 /// Schema object `VideoMonitor` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VideoMonitor {
@@ -12999,7 +12999,7 @@ impl SchemaObject for VideoMonitor {
 
 /// Schema object `VirtioSerial` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtioSerial {
@@ -13022,7 +13022,7 @@ impl SchemaObject for VirtioSerial {
 
 /// Schema object `VirtioSerialPort` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtioSerial.
+/// Used by: [`VirtioSerial`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtioSerialPort {
@@ -13055,7 +13055,7 @@ impl SchemaObject for VirtioSerialPort {
 
 /// Schema object `VirtualDeviceFailure` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: AttributionRecord.
+/// Used by: [`AttributionRecord`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualDeviceFailure {
@@ -13100,7 +13100,7 @@ impl SchemaObject for VirtualDeviceFailure {
 
 /// Schema object `VirtualMachine` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: ComputeSystem.
+/// Used by: [`ComputeSystem`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualMachine {
@@ -13238,7 +13238,7 @@ impl SchemaObject for VirtualMachine {
 
 /// Schema object `VirtualMachine_HvSocket` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualMachineHvSocket {
@@ -13270,7 +13270,7 @@ impl SchemaObject for VirtualMachineHvSocket {
 
 /// Schema object `VirtualMachine_Memory` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Topology.
+/// Used by: [`Topology`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualMachineMemory {
@@ -13407,7 +13407,7 @@ impl SchemaObject for VirtualMachineMemory {
 
 /// Schema object `VirtualMachine_Processor` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Topology.
+/// Used by: [`Topology`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualMachineProcessor {
@@ -13545,7 +13545,7 @@ impl SchemaObject for VirtualMachineProcessor {
 
 /// Schema object `VirtualNodeInfo` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: MemoryInformationForVm.
+/// Used by: [`MemoryInformationForVm`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualNodeInfo {
@@ -13598,7 +13598,7 @@ impl SchemaObject for VirtualNodeInfo {
 
 /// Schema object `VirtualPciDevice` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualPciDevice {
@@ -13621,7 +13621,7 @@ impl SchemaObject for VirtualPciDevice {
 
 /// Schema object `VirtualPciFunction` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualPciDevice.
+/// Used by: [`VirtualPciDevice`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualPciFunction {
@@ -13666,7 +13666,7 @@ impl SchemaObject for VirtualPciFunction {
 
 /// Schema object `VirtualPMemController` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualPMemController {
@@ -13707,7 +13707,7 @@ impl SchemaObject for VirtualPMemController {
 
 /// Schema object `VirtualPMemDevice` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualPMemController.
+/// Used by: [`VirtualPMemController`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualPMemDevice {
@@ -13752,7 +13752,7 @@ impl SchemaObject for VirtualPMemDevice {
 
 /// Schema object `VirtualPMemMapping` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualPMemDevice.
+/// Used by: [`VirtualPMemDevice`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualPMemMapping {
@@ -13782,7 +13782,7 @@ impl SchemaObject for VirtualPMemMapping {
 
 /// Schema object `VirtualSmb` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: Devices.
+/// Used by: [`Devices`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualSmb {
@@ -13812,7 +13812,7 @@ impl SchemaObject for VirtualSmb {
 
 /// Schema object `VirtualSmbShare` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualSmb.
+/// Used by: [`VirtualSmb`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualSmbShare {
@@ -13848,7 +13848,7 @@ impl SchemaObject for VirtualSmbShare {
 
 /// Schema object `VirtualSmbShareOptions` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: VirtualSmbShare.
+/// Used by: [`VirtualSmbShare`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VirtualSmbShareOptions {
@@ -14001,7 +14001,7 @@ impl SchemaObject for VirtualSmbShareOptions {
 
 /// Schema object `VmMemory` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: MemoryInformationForVm.
+/// Used by: [`MemoryInformationForVm`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmMemory {
@@ -14135,7 +14135,7 @@ impl SchemaObject for VmProcessorRequirements {
 
 /// Schema object `WindowsCrashReport` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: CrashReport.
+/// Used by: [`CrashReport`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowsCrashReport {
@@ -14228,7 +14228,7 @@ impl SchemaObject for WindowsCrashReport {
 
 /// Schema object `WindowsCrashReporting` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: GuestCrashReporting.
+/// Used by: [`GuestCrashReporting`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowsCrashReporting {
@@ -14262,7 +14262,7 @@ impl SchemaObject for WindowsCrashReporting {
 
 /// Schema object `WorkerExit` (HCS-SCHEMA.md section 2).
 ///
-/// Used by: AttributionRecord.
+/// Used by: [`AttributionRecord`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerExit {

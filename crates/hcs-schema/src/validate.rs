@@ -2,7 +2,7 @@
 //! not what an engine supports (the host decides that, rule 48).
 
 use crate::document::{path_member, DocumentError};
-use crate::{parse, ComputeSystem, Devices, SchemaObject, VirtualMachine};
+use crate::{parse, ComputeSystem, Devices, ProcessParameters, SchemaObject, VirtualMachine};
 
 /// Host limits a configuration is checked against. There is deliberately no `Default`: the
 /// caller knows its host (e.g. online CPUs and memory) and must say so.
@@ -308,6 +308,36 @@ fn integer_keys<'a>(
                 ),
             ));
         }
+    }
+}
+
+/// Validates `ProcessParameters` (input of `HcsCreateProcess`): `ConsoleSize`, when present,
+/// is `[height, width]`, exactly two numbers.
+///
+/// ```
+/// use hcs_schema::{parse, validate, ProcessParameters};
+/// let p: ProcessParameters = parse(r#"{"CommandArgs":["/bin/sh"],"ConsoleSize":[25]}"#).unwrap();
+/// let errors = validate::process_parameters(&p).unwrap_err();
+/// assert_eq!(errors[0].path, "$.ConsoleSize");
+/// ```
+pub fn process_parameters(doc: &ProcessParameters) -> Result<(), Vec<DocumentError>> {
+    let mut errors = Vec::new();
+    if let Some(size) = &doc.console_size {
+        if size.len() != 2 {
+            errors.push(DocumentError::invalid_json(
+                "$.ConsoleSize",
+                format!(
+                    "expected [height, width], two numbers; got {} numbers",
+                    size.len()
+                ),
+            ));
+        }
+    }
+    doc.check_guids("$", &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
     }
 }
 
