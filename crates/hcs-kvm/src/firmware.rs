@@ -116,7 +116,7 @@ pub(crate) fn setup_vcpu(
     };
     vcpu.set_regs(&regs).map_err(Error::kvm("KVM_SET_REGS"))?;
 
-    // With the in-kernel irqchip only the boot processor starts runnable; the others wait
+    // With in-kernel local APICs only the boot processor starts runnable; the others wait
     // for INIT/SIPI, which the idle firmware never sends.
     if index != 0 {
         let runnable = kvm_mp_state {

@@ -2,7 +2,8 @@
 
 use std::sync::OnceLock;
 
-use kvm_ioctls::{Cap, Kvm};
+use kvm_bindings::{kvm_enable_cap, KVM_CAP_SPLIT_IRQCHIP};
+use kvm_ioctls::{Cap, Kvm, VmFd};
 
 use crate::error::Error;
 use crate::memory;
@@ -74,6 +75,9 @@ pub(crate) fn open() -> Result<Kvm, Error> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Capabilities {
     pub max_vcpus: u32,
+    /// `KVM_CAP_SPLIT_IRQCHIP`: local APICs in the kernel, PIC and IOAPIC (if any) in user
+    /// space.
+    pub split_irqchip: bool,
 }
 
 /// Checks the API version and the required capabilities on first use; later calls return
@@ -93,5 +97,35 @@ pub(crate) fn capabilities(kvm: &Kvm) -> Result<Capabilities, Error> {
         }
     }
     let max_vcpus = u32::try_from(kvm.get_max_vcpus()).unwrap_or(u32::MAX);
-    Ok(*CAPS.get_or_init(|| Capabilities { max_vcpus }))
+    let split_irqchip = kvm.check_extension(Cap::SplitIrqchip);
+    Ok(*CAPS.get_or_init(|| Capabilities {
+        max_vcpus,
+        split_irqchip,
+    }))
+}
+
+/// IOAPIC pins reserved for a user-space IOAPIC with the split irqchip (the usual 24).
+const SPLIT_IRQCHIP_IOAPIC_PINS: u64 = 24;
+
+/// Gives the VM in-kernel local APICs, so that a vCPU in HLT blocks in the kernel instead of
+/// exiting to us, and NMIs are delivered by KVM. Must come before the first vCPU.
+///
+/// The split irqchip (local APICs only, as Cloud Hypervisor uses it) is preferred: the full
+/// one (`KVM_CREATE_IRQCHIP`, adding the PIC, IOAPIC and their I/O bus devices) makes VM
+/// teardown much slower (about 15 ms instead of 0.2 ms on a nested `kvm_pvm` host, spent
+/// unregistering the devices) and the built-in firmware needs neither PIC nor IOAPIC. The
+/// full irqchip is the fallback for hosts without `KVM_CAP_SPLIT_IRQCHIP`.
+pub(crate) fn create_irqchip(vm: &VmFd, caps: Capabilities) -> Result<(), Error> {
+    if caps.split_irqchip {
+        let mut cap = kvm_enable_cap {
+            cap: KVM_CAP_SPLIT_IRQCHIP,
+            ..Default::default()
+        };
+        cap.args[0] = SPLIT_IRQCHIP_IOAPIC_PINS;
+        vm.enable_cap(&cap)
+            .map_err(Error::kvm("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)"))
+    } else {
+        vm.create_irq_chip()
+            .map_err(Error::kvm("KVM_CREATE_IRQCHIP"))
+    }
 }

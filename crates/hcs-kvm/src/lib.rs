@@ -20,7 +20,7 @@
 //!        Running ⇄ Paused → Exited     ^  │          0x64/0xCF9 reset, rest: ~0)
 //!                                      │  └─ SHUTDOWN → triple fault ──┐
 //!                                      └── HLT blocks in the kernel    v
-//!                                          (in-kernel irqchip)   first vCPU to see the
+//!                                          (in-kernel LAPIC)     first vCPU to see the
 //!                                                                 end kicks the others and
 //!                                                                 calls on_exit(reason) once
 //!   guest physical memory (MAP_NORESERVE, untouched until used; see [`memory`]):

@@ -249,8 +249,8 @@ impl fmt::Debug for Vm {
 }
 
 impl Vm {
-    /// Builds a VM: opens `/dev/kvm`, creates the VM with the in-kernel irqchip (so a halted
-    /// vCPU blocks in the kernel), maps guest memory (unreserved and untouched but for the
+    /// Builds a VM: opens `/dev/kvm`, creates the VM with an in-kernel local APIC (so a
+    /// halted vCPU blocks in the kernel; see [`crate::check_kvm`] for which irqchip), maps guest memory (unreserved and untouched but for the
     /// page the guest code is copied to), creates the vCPUs in protected mode at the guest's
     /// entry point. No thread is started yet.
     ///
@@ -286,9 +286,7 @@ impl Vm {
         let guest_memory = memory::create(memory_mib)?;
         let memory_size = memory_mib << 20;
         let vm_fd = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
-        vm_fd
-            .create_irq_chip()
-            .map_err(Error::kvm("KVM_CREATE_IRQCHIP"))?;
+        kvm::create_irqchip(&vm_fd, caps)?;
         memory::register(&vm_fd, &guest_memory)?;
         let entry = firmware::load(&guest, &guest_memory, memory_size)?;
 
