@@ -57,15 +57,17 @@ pub fn check_kvm() -> Result<KvmInfo, Error> {
 
 /// Opens `/dev/kvm`, turning "missing" and "not allowed" into their own errors.
 pub(crate) fn open() -> Result<Kvm, Error> {
-    Kvm::new().map_err(|e| match e.errno() {
-        libc::ENOENT | libc::ENODEV | libc::ENXIO => Error::KvmNotFound {
-            path: KVM_PATH.into(),
-        },
-        libc::EACCES | libc::EPERM => Error::KvmAccessDenied {
-            path: KVM_PATH.into(),
-        },
+    open_path(KVM_PATH)
+}
+
+fn open_path(path: &str) -> Result<Kvm, Error> {
+    let c_path =
+        std::ffi::CString::new(path).map_err(|_| Error::KvmNotFound { path: path.into() })?;
+    Kvm::new_with_path(&c_path).map_err(|e| match e.errno() {
+        libc::ENOENT | libc::ENODEV | libc::ENXIO => Error::KvmNotFound { path: path.into() },
+        libc::EACCES | libc::EPERM => Error::KvmAccessDenied { path: path.into() },
         errno => Error::KvmOpen {
-            path: KVM_PATH.into(),
+            path: path.into(),
             source: std::io::Error::from_raw_os_error(errno),
         },
     })
@@ -127,5 +129,26 @@ pub(crate) fn create_irqchip(vm: &VmFd, caps: Capabilities) -> Result<(), Error>
     } else {
         vm.create_irq_chip()
             .map_err(Error::kvm("KVM_CREATE_IRQCHIP"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_device_says_there_is_no_kvm() {
+        let err = open_path("/nonexistent/kvm").unwrap_err();
+        assert!(matches!(err, Error::KvmNotFound { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("/nonexistent/kvm not found: this host has no KVM"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_layout_bounds_memory() {
+        assert_eq!(memory::MAX_MEMORY_MIB, (1 << 20) - 1024);
     }
 }

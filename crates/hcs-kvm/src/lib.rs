@@ -49,3 +49,13 @@ pub use firmware::GuestImage;
 pub use kvm::{check_kvm, KvmInfo, KVM_PATH};
 pub use sys::{kick_signal, KICK_SIGNAL_OFFSET};
 pub use vm::{ExitHandler, Vm, VmConfig, VmExitReason, VmState};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn vm_is_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<crate::Vm>();
+        send_sync::<crate::Error>();
+    }
+}

@@ -255,10 +255,14 @@ impl Vm {
     /// entry point. No thread is started yet.
     ///
     /// `on_exit` is called at most once, on a vCPU thread, when the guest ends itself; it is
-    /// never called because of [`Vm::stop`]. It must not call [`Vm::stop`] (or drop the
-    /// `Vm`) itself: `stop` joins the vCPU threads, including the one running `on_exit`.
-    /// Hand the news to another thread instead. (Should it happen anyway, `stop` hands the
-    /// teardown to a helper thread rather than deadlock, and returns before it is done.)
+    /// never called because of [`Vm::stop`]. By then the other vCPUs have been kicked, and
+    /// [`Vm::state`] says `Exited(reason)`. Keep it short and hand the news to another
+    /// thread: it must not call [`Vm::stop`] or drop the `Vm` (`stop` joins the vCPU
+    /// threads, including the one running `on_exit`), nor `start`, `pause`, `resume` or
+    /// `inject_nmi` (they may wait for that same thread). The read-only methods (`state`,
+    /// `vcpu_thread_ids`, `read_guest_u64`, ...) are fine. (Should `stop` be called from it
+    /// anyway, it hands the teardown to a helper thread rather than deadlock, and returns
+    /// before the teardown is done.)
     pub fn create(config: VmConfig, on_exit: ExitHandler) -> Result<Vm, Error> {
         let VmConfig {
             memory_mib,
@@ -299,6 +303,7 @@ impl Vm {
             vcpu_fds.push(fd);
         }
         drop(kvm);
+        tracing::debug!(vcpus, memory_mib, entry, "VM created");
 
         let control = Control {
             state: Mutex::new(ControlState {
@@ -374,6 +379,7 @@ impl Vm {
         while st.ready < self.control.vcpu_count {
             st = self.control.wait(st);
         }
+        tracing::debug!(vcpus = self.control.vcpu_count, "VM started");
         Ok(())
     }
 
@@ -403,7 +409,10 @@ impl Vm {
                 op: "pause",
                 state: st.vm_state(),
             }),
-            None => Ok(()),
+            None => {
+                tracing::debug!("VM paused");
+                Ok(())
+            }
         }
     }
 
@@ -416,6 +425,7 @@ impl Vm {
             (Phase::Paused, None) => {
                 st.phase = Phase::Running;
                 self.control.changed.notify_all();
+                tracing::debug!("VM resumed");
                 Ok(())
             }
             _ => Err(Error::InvalidState {
@@ -464,6 +474,7 @@ impl Vm {
         {
             let mut st = self.control.lock();
             if st.phase != Phase::Stopped {
+                tracing::debug!(state = %st.vm_state(), "stopping VM");
                 st.phase = Phase::Stopped;
                 st.kick_all(None);
                 // From here on nobody may kick: the threads are about to be joined.

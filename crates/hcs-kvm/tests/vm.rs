@@ -169,6 +169,15 @@ fn absent_ports_read_all_ones() {
 }
 
 #[test]
+fn mmio_reads_all_ones_and_ignores_writes() {
+    require_kvm();
+    let h = code(1, mmio_code());
+    h.vm.start().unwrap();
+    assert_eq!(h.wait_exit(), VmExitReason::PowerOff);
+    h.vm.stop();
+}
+
+#[test]
 fn nmi_triple_faults_the_idle_firmware() {
     require_kvm();
     for vcpus in [1, 2] {

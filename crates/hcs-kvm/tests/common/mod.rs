@@ -163,3 +163,16 @@ pub fn thread_name(tid: libc::pid_t) -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
 }
+
+/// `mov dword [0xC0000000], 0x12345678; mov eax, [0xC0000000]; cmp eax, -1; jne fail;
+/// <shutdown>; fail: ud2`: powers off only if an MMIO write is ignored and an MMIO read
+/// (in the hole below 4 GiB) returns all ones.
+pub fn mmio_code() -> Vec<u8> {
+    let shutdown = shutdown_code();
+    let mut code = vec![0xc7, 0x05, 0x00, 0x00, 0x00, 0xc0, 0x78, 0x56, 0x34, 0x12];
+    code.extend_from_slice(&[0xa1, 0x00, 0x00, 0x00, 0xc0]);
+    code.extend_from_slice(&[0x83, 0xf8, 0xff, 0x75, shutdown.len() as u8]);
+    code.extend_from_slice(&shutdown);
+    code.extend_from_slice(&ud2_code());
+    code
+}
