@@ -54,6 +54,16 @@ fn settled_footprint(baseline: &Footprint) -> Footprint {
     }
 }
 
+/// Resident memory of the process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status")
+}
+
 fn every_kind_of_cycle() {
     // Started and stopped.
     for vcpus in [1, 2, 4] {
@@ -89,9 +99,17 @@ fn stopped_vms_leave_nothing_behind() {
     let baseline = settled_footprint(&footprint());
     assert_eq!(baseline.vcpu_threads, 0);
 
-    // One VM: while it lives it holds fds, mappings and threads; after stop, none.
+    // One VM: while it lives it holds fds, mappings and threads (but next to no memory:
+    // guest RAM is not touched); after stop, none.
+    let rss_before = rss_kib();
     let h = idle(1024, 2);
     h.vm.start().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let rss_growth = rss_kib().saturating_sub(rss_before);
+    assert!(
+        rss_growth < 16 * 1024,
+        "a started idle 1 GiB VM grew the process by {rss_growth} KiB"
+    );
     let running = footprint();
     assert!(running.fds > baseline.fds, "a VM holds fds");
     assert!(running.mappings > baseline.mappings, "a VM holds mappings");
