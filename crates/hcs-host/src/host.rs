@@ -13,7 +13,7 @@ use crate::protocol::{HostMessage, MessageSink, Reply, Request, RequestBody, Sys
 use crate::system::{Life, Requester, System};
 use hcs_schema::{HResult, Limits};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -87,6 +87,7 @@ impl Host {
                 host: Arc::clone(&self.inner),
                 sink,
                 handles: Mutex::new(HashMap::new()),
+                unborn: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -101,12 +102,26 @@ impl Host {
         self.inner.live_vms.load(Ordering::SeqCst)
     }
 
+    /// Keeps the worker of system `id` busy until the returned [`SystemHold`] is dropped:
+    /// requests on that system queue up behind it and their operations stay pending. For
+    /// tests and diagnostics of the operation model; the VM itself keeps running.
+    pub fn hold_system(&self, id: &str) -> Option<SystemHold> {
+        let system = self.inner.registry.lock().get(id).cloned()?;
+        system.hold().map(|release| SystemHold { _release: release })
+    }
+
     /// The ids of the compute systems that exist.
     pub fn system_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.inner.registry.lock().keys().cloned().collect();
         ids.sort();
         ids
     }
+}
+
+/// Keeps a system's request queue blocked while alive (see [`Host::hold_system`]).
+#[derive(Debug)]
+pub struct SystemHold {
+    _release: crossbeam_channel::Sender<()>,
 }
 
 /// One client's connection to a [`Host`].
@@ -119,6 +134,8 @@ pub(crate) struct SessionShared {
     host: Arc<HostInner>,
     sink: Arc<dyn MessageSink>,
     handles: Mutex<HashMap<SystemHandle, Arc<System>>>,
+    /// Handles whose create failed before a system existed: they answer "not found".
+    unborn: Mutex<HashSet<SystemHandle>>,
 }
 
 impl SessionShared {
@@ -194,6 +211,7 @@ impl SessionShared {
             Ok(())
         })();
         if let Err(failure) = outcome {
+            self.unborn.lock().insert(handle);
             self.reply(request_id, Err(failure), "Construct");
         }
     }
@@ -219,6 +237,7 @@ impl SessionShared {
     }
 
     fn close(&self, handle: SystemHandle) {
+        self.unborn.lock().remove(&handle);
         let system = self.handles.lock().remove(&handle);
         if let Some(system) = system {
             system.remove_handle(self.id, handle);
@@ -272,6 +291,14 @@ impl Session {
                 let system = shared.handles.lock().get(&handle).cloned();
                 match system {
                     Some(system) => system.submit(shared.requester(id), request),
+                    None if shared.unborn.lock().contains(&handle) => shared.reply(
+                        id,
+                        Err(Failure::new(
+                            HResult::HCS_E_SYSTEM_NOT_FOUND,
+                            "this handle's compute system was never created: its create failed",
+                        )),
+                        request.phase(),
+                    ),
                     None => shared.reply(
                         id,
                         Err(Failure::new(

@@ -32,7 +32,7 @@ mod system;
 
 pub use engine::{Engine, EngineError, EngineExit, EngineLimits, EngineVm, VmPlan};
 pub use error::Failure;
-pub use host::{Host, Session};
+pub use host::{Host, Session, SystemHold};
 pub use protocol::{
     HostMessage, MessageSink, Notification, Reply, Request, RequestBody, SystemHandle,
     SystemRequest,

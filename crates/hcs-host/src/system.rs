@@ -102,6 +102,8 @@ enum JobKind {
     Stop(StopCause),
     /// The system has stopped: answer what is left and end the worker.
     Quit,
+    /// Blocks the worker until the sender is dropped (see [`crate::Host::hold_system`]).
+    Hold(Receiver<()>),
 }
 
 struct Job {
@@ -209,6 +211,18 @@ impl System {
             requester,
             kind,
         });
+    }
+
+    /// Queues a job that keeps the worker busy until the returned sender is dropped, so
+    /// that requests behind it stay pending. `None` once the system has stopped.
+    pub fn hold(&self) -> Option<Sender<()>> {
+        let mut state = self.state.lock();
+        if matches!(state.life, Life::Stopping | Life::Stopped | Life::Failed) {
+            return None;
+        }
+        let (release, held) = crossbeam_channel::bounded(0);
+        self.enqueue(&mut state, None, JobKind::Hold(held));
+        Some(release)
     }
 
     pub fn submit_create(&self, requester: Requester) {
@@ -366,6 +380,10 @@ impl System {
         }
         match job.kind {
             JobKind::Quit => return false,
+            JobKind::Hold(held) => {
+                // Returns when the hold's sender is dropped.
+                let _ = held.recv();
+            }
             JobKind::Create => {
                 let outcome = self.create_vm();
                 if let Some(requester) = job.requester {

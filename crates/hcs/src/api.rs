@@ -415,3 +415,14 @@ pub fn live_counts() -> LiveCounts {
         vms: client.host.live_vm_count(),
     }
 }
+
+/// Keeps the host's request queue of `system` blocked until the returned guard drops, so
+/// that operations issued meanwhile stay pending: a deterministic way to observe
+/// `HCS_E_OPERATION_PENDING`, timeouts and closes while work runs. The VM keeps running;
+/// terminate is not held back (rule 54). `None` if the handle is invalid or the system
+/// has stopped.
+pub fn hold_system_requests(system: HcsSystem) -> Option<hcs_host::SystemHold> {
+    let client = client();
+    let object = client.system(system)?;
+    client.host.hold_system(&object.id)
+}
