@@ -72,7 +72,8 @@ pub trait Engine: Send + Sync {
     /// What this engine can build here; `Unavailable` when it cannot run at all.
     fn limits(&self) -> Result<EngineLimits, EngineError>;
     /// Builds a VM (memory mapped, vCPUs created, firmware loaded), not yet running.
-    fn create(&self, plan: &VmPlan, on_exit: ExitHandler) -> Result<Arc<dyn EngineVm>, EngineError>;
+    fn create(&self, plan: &VmPlan, on_exit: ExitHandler)
+        -> Result<Arc<dyn EngineVm>, EngineError>;
 }
 
 /// One VM built by an [`Engine`]. Every method takes `&self` and may be called from any

@@ -107,7 +107,9 @@ impl Host {
     /// tests and diagnostics of the operation model; the VM itself keeps running.
     pub fn hold_system(&self, id: &str) -> Option<SystemHold> {
         let system = self.inner.registry.lock().get(id).cloned()?;
-        system.hold().map(|release| SystemHold { _release: release })
+        system
+            .hold()
+            .map(|release| SystemHold { _release: release })
     }
 
     /// The ids of the compute systems that exist.
@@ -194,7 +196,10 @@ impl SessionShared {
             limits?;
             let system = System::spawn(id.clone(), settings, plan, Arc::downgrade(&self.host))
                 .map_err(|e| {
-                    Failure::new(HResult::E_OUTOFMEMORY, format!("no thread for the system: {e}"))
+                    Failure::new(
+                        HResult::E_OUTOFMEMORY,
+                        format!("no thread for the system: {e}"),
+                    )
                 })?;
             {
                 let mut registry = self.host.registry.lock();

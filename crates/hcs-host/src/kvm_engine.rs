@@ -42,7 +42,11 @@ impl Engine for KvmEngine {
         })
     }
 
-    fn create(&self, plan: &VmPlan, on_exit: ExitHandler) -> Result<Arc<dyn EngineVm>, EngineError> {
+    fn create(
+        &self,
+        plan: &VmPlan,
+        on_exit: ExitHandler,
+    ) -> Result<Arc<dyn EngineVm>, EngineError> {
         let guest = match plan.firmware {
             Firmware::Idle => hcs_kvm::GuestImage::IdleFirmware,
         };

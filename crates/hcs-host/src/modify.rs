@@ -44,7 +44,9 @@ enum Allowed {
 }
 
 fn is_uint(segment: &str) -> bool {
-    !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) && segment.parse::<u64>().is_ok()
+    !segment.is_empty()
+        && segment.bytes().all(|b| b.is_ascii_digit())
+        && segment.parse::<u64>().is_ok()
 }
 
 fn is_name(segment: &str) -> bool {
@@ -84,7 +86,9 @@ fn classify(path: &str) -> Option<(Resource, Allowed)> {
         {
             (ScsiAttachment, Any)
         }
-        ["VirtualMachine", "Devices", "ComPorts", n] if is_uint(n) && n.parse::<u64>().ok()? <= 1 => {
+        ["VirtualMachine", "Devices", "ComPorts", n]
+            if is_uint(n) && n.parse::<u64>().ok()? <= 1 =>
+        {
             (ComPort, Any)
         }
         ["VirtualMachine", "Devices", "SharedMemory", "Regions"] => (SharedMemoryRegions, Any),
@@ -163,7 +167,10 @@ pub(crate) fn parse(document: &str) -> Result<Checked, Failure> {
     let permitted = match allowed {
         Allowed::Any => true,
         Allowed::UpdateOnly => request_type == ModifyRequestType::Update,
-        Allowed::AddOnly => matches!(request_type, ModifyRequestType::Add | ModifyRequestType::PreAdd),
+        Allowed::AddOnly => matches!(
+            request_type,
+            ModifyRequestType::Add | ModifyRequestType::PreAdd
+        ),
         Allowed::AddOrRemove => matches!(
             request_type,
             ModifyRequestType::Add | ModifyRequestType::PreAdd | ModifyRequestType::Remove
@@ -196,14 +203,10 @@ pub(crate) fn parse(document: &str) -> Result<Checked, Failure> {
                 settings_as::<s::SharedMemoryRegion>(&settings, &path)?
             }
             Resource::VirtualPMemDevice => settings_as::<s::VirtualPMemDevice>(&settings, &path)?,
-            Resource::VirtualPMemMapping => {
-                settings_as::<s::VirtualPMemMapping>(&settings, &path)?
-            }
+            Resource::VirtualPMemMapping => settings_as::<s::VirtualPMemMapping>(&settings, &path)?,
             Resource::VirtualSmbShares => settings_as::<s::VirtualSmbShare>(&settings, &path)?,
             Resource::VirtualPci => settings_as::<s::VirtualPciDevice>(&settings, &path)?,
-            Resource::HvSocketService => {
-                settings_as::<s::HvSocketServiceConfig>(&settings, &path)?
-            }
+            Resource::HvSocketService => settings_as::<s::HvSocketServiceConfig>(&settings, &path)?,
         }
     }
     Ok(Checked {
@@ -320,6 +323,9 @@ mod tests {
     #[test]
     fn guest_requests_need_a_guest_connection() {
         let doc = r#"{"GuestRequest":{"ResourceType":"Memory"}}"#;
-        assert_eq!(code(doc), HResult::HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION);
+        assert_eq!(
+            code(doc),
+            HResult::HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION
+        );
     }
 }

@@ -40,7 +40,11 @@ pub fn plan_vm(doc: &ComputeSystem) -> Result<(VmPlan, SystemSettings), Failure>
     if doc.hosted_system.is_some() {
         return Err(unsupported("$.HostedSystem", "a hosted system"));
     }
-    if doc.hosting_system_id.as_deref().is_some_and(|s| !s.is_empty()) {
+    if doc
+        .hosting_system_id
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
         return Err(unsupported("$.HostingSystemId", "a hosting system"));
     }
     let Some(vm) = doc.virtual_machine.as_ref() else {
@@ -79,7 +83,9 @@ pub fn plan_vm(doc: &ComputeSystem) -> Result<(VmPlan, SystemSettings), Failure>
 
     let settings = SystemSettings {
         owner: doc.owner.clone().unwrap_or_default(),
-        terminate_on_last_handle_closed: doc.should_terminate_on_last_handle_closed.unwrap_or(false),
+        terminate_on_last_handle_closed: doc
+            .should_terminate_on_last_handle_closed
+            .unwrap_or(false),
         stop_on_reset: vm.stop_on_reset.unwrap_or(false),
         guest_connection: vm.guest_connection.is_some(),
     };
@@ -95,7 +101,10 @@ pub fn plan_vm(doc: &ComputeSystem) -> Result<(VmPlan, SystemSettings), Failure>
 
 fn plan_firmware(vm: &VirtualMachine) -> Result<Firmware, Failure> {
     let chipset = vm.chipset.as_ref();
-    if chipset.and_then(|c| c.linux_kernel_direct.as_ref()).is_some() {
+    if chipset
+        .and_then(|c| c.linux_kernel_direct.as_ref())
+        .is_some()
+    {
         return Err(unsupported(
             "$.VirtualMachine.Chipset.LinuxKernelDirect",
             "booting a Linux kernel directly (it comes with the QEMU engine)",
@@ -160,9 +169,16 @@ fn check_vm_features(vm: &VirtualMachine) -> Result<(), Failure> {
         return Err(unsupported(&format!("{base}.Scsi"), "SCSI disks"));
     }
     if devices.virtual_pmem.is_some() {
-        return Err(unsupported(&format!("{base}.VirtualPMem"), "VirtualPMem disks"));
+        return Err(unsupported(
+            &format!("{base}.VirtualPMem"),
+            "VirtualPMem disks",
+        ));
     }
-    if devices.network_adapters.as_ref().is_some_and(|m| !m.is_empty()) {
+    if devices
+        .network_adapters
+        .as_ref()
+        .is_some_and(|m| !m.is_empty())
+    {
         return Err(unsupported(
             &format!("{base}.NetworkAdapters"),
             "network adapters",
@@ -172,7 +188,10 @@ fn check_vm_features(vm: &VirtualMachine) -> Result<(), Failure> {
         return Err(unsupported(&format!("{base}.HvSocket"), "HvSocket (vsock)"));
     }
     if devices.virtio_serial.is_some() {
-        return Err(unsupported(&format!("{base}.VirtioSerial"), "virtio serial"));
+        return Err(unsupported(
+            &format!("{base}.VirtioSerial"),
+            "virtio serial",
+        ));
     }
     if devices.guest_crash_reporting.is_some() {
         return Err(unsupported(
@@ -181,10 +200,16 @@ fn check_vm_features(vm: &VirtualMachine) -> Result<(), Failure> {
         ));
     }
     if devices.virtual_smb.is_some() {
-        return Err(unsupported(&format!("{base}.VirtualSmb"), "VirtualSmb shares"));
+        return Err(unsupported(
+            &format!("{base}.VirtualSmb"),
+            "VirtualSmb shares",
+        ));
     }
     if devices.flexible_iov.as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(unsupported(&format!("{base}.FlexibleIov"), "FlexibleIov devices"));
+        return Err(unsupported(
+            &format!("{base}.FlexibleIov"),
+            "FlexibleIov devices",
+        ));
     }
     if devices.shared_memory.is_some() {
         return Err(unsupported(
@@ -193,7 +218,10 @@ fn check_vm_features(vm: &VirtualMachine) -> Result<(), Failure> {
         ));
     }
     if devices.virtual_pci.as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(unsupported(&format!("{base}.VirtualPci"), "PCI device assignment"));
+        return Err(unsupported(
+            &format!("{base}.VirtualPci"),
+            "PCI device assignment",
+        ));
     }
     if devices
         .plan9

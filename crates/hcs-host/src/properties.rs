@@ -175,12 +175,18 @@ pub(crate) fn exit_status(cause: &StopCause, stop_on_reset: bool) -> (String, &'
         StopCause::Terminate | StopCause::LastHandleClosed => (
             HResult::S_OK,
             NotificationType::ForcedExit,
-            vec![system_exit(SystemExitDetail::Terminate, ExitInitiator::Client)],
+            vec![system_exit(
+                SystemExitDetail::Terminate,
+                ExitInitiator::Client,
+            )],
         ),
         StopCause::Guest(EngineExit::PowerOff) => (
             HResult::S_OK,
             NotificationType::GracefulExit,
-            vec![system_exit(SystemExitDetail::Shutdown, ExitInitiator::GuestOS)],
+            vec![system_exit(
+                SystemExitDetail::Shutdown,
+                ExitInitiator::GuestOS,
+            )],
         ),
         StopCause::Guest(EngineExit::Reset) if stop_on_reset => (
             HResult::S_OK,
@@ -205,7 +211,10 @@ pub(crate) fn exit_status(cause: &StopCause, stop_on_reset: bool) -> (String, &'
             NotificationType::UnexpectedExit,
             vec![
                 system_exit(SystemExitDetail::UnexpectedExit, ExitInitiator::GuestOS),
-                worker_exit(WorkerExitType::UnexpectedStop, WorkerExitDetail::TripleFault),
+                worker_exit(
+                    WorkerExitType::UnexpectedStop,
+                    WorkerExitDetail::TripleFault,
+                ),
             ],
         ),
         StopCause::Guest(EngineExit::Failed(_)) => (
@@ -213,7 +222,10 @@ pub(crate) fn exit_status(cause: &StopCause, stop_on_reset: bool) -> (String, &'
             NotificationType::UnexpectedExit,
             vec![
                 system_exit(SystemExitDetail::UnexpectedExit, ExitInitiator::Internal),
-                worker_exit(WorkerExitType::UnrecoverableError, WorkerExitDetail::EmulatorError),
+                worker_exit(
+                    WorkerExitType::UnrecoverableError,
+                    WorkerExitDetail::EmulatorError,
+                ),
             ],
         ),
     };

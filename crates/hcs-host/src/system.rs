@@ -107,6 +107,8 @@ enum JobKind {
 }
 
 struct Job {
+    /// Keeps the system alive while the job waits: every accepted request is answered.
+    system: Arc<System>,
     seq: u64,
     requester: Option<Requester>,
     kind: JobKind,
@@ -164,19 +166,14 @@ impl System {
             }),
             jobs,
         });
-        let weak = Arc::downgrade(&system);
         std::thread::Builder::new()
             .name(format!("hcs-sys-{}", short(&system.id)))
-            .spawn(move || worker(weak, receiver))?;
+            .spawn(move || worker(receiver))?;
         Ok(system)
     }
 
     pub fn life(&self) -> Life {
         self.state.lock().life
-    }
-
-    pub fn exit_type(&self) -> Option<&'static str> {
-        self.state.lock().exit_type
     }
 
     /// Binds a session's handle to this system.
@@ -202,11 +199,12 @@ impl System {
         }
     }
 
-    fn enqueue(&self, state: &mut State, requester: Option<Requester>, kind: JobKind) {
+    fn enqueue(self: &Arc<Self>, state: &mut State, requester: Option<Requester>, kind: JobKind) {
         let seq = state.next_seq;
         state.next_seq += 1;
         // The worker only ends after a Quit, which is sent after every other job.
         let _ = self.jobs.send(Job {
+            system: Arc::clone(self),
             seq,
             requester,
             kind,
@@ -215,7 +213,7 @@ impl System {
 
     /// Queues a job that keeps the worker busy until the returned sender is dropped, so
     /// that requests behind it stay pending. `None` once the system has stopped.
-    pub fn hold(&self) -> Option<Sender<()>> {
+    pub fn hold(self: &Arc<Self>) -> Option<Sender<()>> {
         let mut state = self.state.lock();
         if matches!(state.life, Life::Stopping | Life::Stopped | Life::Failed) {
             return None;
@@ -225,7 +223,7 @@ impl System {
         Some(release)
     }
 
-    pub fn submit_create(&self, requester: Requester) {
+    pub fn submit_create(self: &Arc<Self>, requester: Requester) {
         let mut state = self.state.lock();
         self.enqueue(&mut state, Some(requester), JobKind::Create);
     }
@@ -262,7 +260,10 @@ impl System {
     fn not_found(&self) -> Failure {
         Failure::new(
             HResult::HCS_E_SYSTEM_NOT_FOUND,
-            format!("compute system '{}' does not exist (it has stopped or was never created)", self.id),
+            format!(
+                "compute system '{}' does not exist (it has stopped or was never created)",
+                self.id
+            ),
         )
     }
 
@@ -325,7 +326,7 @@ impl System {
     }
 
     /// Records the exit, frees the id, tells every handle, then answers the requester.
-    fn finish_stop(&self, cause: StopCause, requester: Option<Requester>) {
+    fn finish_stop(self: &Arc<Self>, cause: StopCause, requester: Option<Requester>) {
         let (status, exit_type) = properties::exit_status(&cause, self.settings.stop_on_reset);
         let (targets, had_vm) = {
             let mut state = self.state.lock();
@@ -437,7 +438,10 @@ impl System {
                 self.id
             ),
             StopCause::Guest(exit) => {
-                format!("compute system '{}' exited unexpectedly ({exit:?})", self.id)
+                format!(
+                    "compute system '{}' exited unexpectedly ({exit:?})",
+                    self.id
+                )
             }
         }
     }
@@ -471,7 +475,9 @@ impl System {
                 self.state.lock().life = Life::Failed;
                 host.forget(self, false);
                 let hresult = match error {
-                    crate::engine::EngineError::Unavailable(_) => HResult::HCS_E_HYPERV_NOT_INSTALLED,
+                    crate::engine::EngineError::Unavailable(_) => {
+                        HResult::HCS_E_HYPERV_NOT_INSTALLED
+                    }
                     crate::engine::EngineError::OutOfResources(_) => HResult::E_OUTOFMEMORY,
                     crate::engine::EngineError::Failed(_) => HResult::E_FAIL,
                 };
@@ -514,7 +520,10 @@ impl System {
         }
         let vm = self.vm().ok_or_else(|| self.not_found())?;
         call(vm.as_ref()).map_err(|e| {
-            Failure::new(HResult::E_FAIL, format!("could not {verb} '{}': {e}", self.id))
+            Failure::new(
+                HResult::E_FAIL,
+                format!("could not {verb} '{}': {e}", self.id),
+            )
         })?;
         let mut state = self.state.lock();
         if state.life == from {
@@ -585,7 +594,10 @@ impl System {
                 }
                 let vm = self.vm().ok_or_else(|| self.not_found())?;
                 vm.inject_nmi().map_err(|e| {
-                    Failure::new(HResult::E_FAIL, format!("could not crash '{}': {e}", self.id))
+                    Failure::new(
+                        HResult::E_FAIL,
+                        format!("could not crash '{}': {e}", self.id),
+                    )
                 })?;
                 Ok(None)
             }
@@ -635,14 +647,13 @@ fn unreachable_terminate() -> Result<Option<String>, Failure> {
     ))
 }
 
-fn worker(system: Weak<System>, jobs: Receiver<Job>) {
+fn worker(jobs: Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
-        let Some(system) = system.upgrade() else {
-            return;
-        };
+        let system = Arc::clone(&job.system);
         if !system.run(job) {
             // Quit: answer whatever arrived after the stop, then end.
             while let Ok(job) = jobs.try_recv() {
+                let system = Arc::clone(&job.system);
                 system.run(job);
             }
             return;

@@ -42,7 +42,10 @@ pub fn close_operation(operation: HcsOperation) {
 
 /// `HcsGetOperationContext`: the context, or 0 for an invalid handle.
 pub fn get_operation_context(operation: HcsOperation) -> Context {
-    client().operation(operation).map(|op| op.context()).unwrap_or(0)
+    client()
+        .operation(operation)
+        .map(|op| op.context())
+        .unwrap_or(0)
 }
 
 /// `HcsSetOperationContext` (O-14).
@@ -101,7 +104,10 @@ pub fn get_operation_result(operation: HcsOperation) -> (HResult, Option<String>
 }
 
 /// `HcsWaitForOperationResult` (O-4, rules 2, 4, 5): `INFINITE` waits without limit.
-pub fn wait_for_operation_result(operation: HcsOperation, timeout_ms: u32) -> (HResult, Option<String>) {
+pub fn wait_for_operation_result(
+    operation: HcsOperation,
+    timeout_ms: u32,
+) -> (HResult, Option<String>) {
     match client().operation(operation) {
         Some(op) => op.wait(timeout(timeout_ms)),
         None => (HResult::E_HANDLE, None),
@@ -253,15 +259,28 @@ fn reserved_null(options: Option<&str>) -> Result<(), HResult> {
 }
 
 /// `HcsStartComputeSystem`; `options` is reserved (rule 21).
-pub fn start_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+pub fn start_compute_system(
+    system: HcsSystem,
+    operation: HcsOperation,
+    options: Option<&str>,
+) -> HResult {
     if let Err(hresult) = check_handles(system, operation).and(reserved_null(options)) {
         return hresult;
     }
-    system_request(system, operation, OperationType::Start, SystemRequest::Start)
+    system_request(
+        system,
+        operation,
+        OperationType::Start,
+        SystemRequest::Start,
+    )
 }
 
 /// `HcsShutDownComputeSystem` with optional `ShutdownOptions`.
-pub fn shut_down_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+pub fn shut_down_compute_system(
+    system: HcsSystem,
+    operation: HcsOperation,
+    options: Option<&str>,
+) -> HResult {
     system_request(
         system,
         operation,
@@ -271,15 +290,28 @@ pub fn shut_down_compute_system(system: HcsSystem, operation: HcsOperation, opti
 }
 
 /// `HcsTerminateComputeSystem`; `options` is reserved (rules 21, 53, 54).
-pub fn terminate_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+pub fn terminate_compute_system(
+    system: HcsSystem,
+    operation: HcsOperation,
+    options: Option<&str>,
+) -> HResult {
     if let Err(hresult) = check_handles(system, operation).and(reserved_null(options)) {
         return hresult;
     }
-    system_request(system, operation, OperationType::Terminate, SystemRequest::Terminate)
+    system_request(
+        system,
+        operation,
+        OperationType::Terminate,
+        SystemRequest::Terminate,
+    )
 }
 
 /// `HcsCrashComputeSystem` with optional `CrashOptions`: an NMI to the guest.
-pub fn crash_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+pub fn crash_compute_system(
+    system: HcsSystem,
+    operation: HcsOperation,
+    options: Option<&str>,
+) -> HResult {
     system_request(
         system,
         operation,
@@ -289,7 +321,11 @@ pub fn crash_compute_system(system: HcsSystem, operation: HcsOperation, options:
 }
 
 /// `HcsPauseComputeSystem` with optional `PauseOptions`.
-pub fn pause_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+pub fn pause_compute_system(
+    system: HcsSystem,
+    operation: HcsOperation,
+    options: Option<&str>,
+) -> HResult {
     system_request(
         system,
         operation,
@@ -299,15 +335,28 @@ pub fn pause_compute_system(system: HcsSystem, operation: HcsOperation, options:
 }
 
 /// `HcsResumeComputeSystem`; `options` is reserved (rule 21).
-pub fn resume_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+pub fn resume_compute_system(
+    system: HcsSystem,
+    operation: HcsOperation,
+    options: Option<&str>,
+) -> HResult {
     if let Err(hresult) = check_handles(system, operation).and(reserved_null(options)) {
         return hresult;
     }
-    system_request(system, operation, OperationType::Resume, SystemRequest::Resume)
+    system_request(
+        system,
+        operation,
+        OperationType::Resume,
+        SystemRequest::Resume,
+    )
 }
 
 /// `HcsSaveComputeSystem` with optional `SaveOptions`.
-pub fn save_compute_system(system: HcsSystem, operation: HcsOperation, options: Option<&str>) -> HResult {
+pub fn save_compute_system(
+    system: HcsSystem,
+    operation: HcsOperation,
+    options: Option<&str>,
+) -> HResult {
     system_request(
         system,
         operation,
@@ -354,7 +403,10 @@ pub fn modify_compute_system(
 
 /// `HcsWaitForComputeSystemExit` (rule 30): the `SystemExitStatus` at the exit, or
 /// `HCS_E_OPERATION_TIMEOUT`.
-pub fn wait_for_compute_system_exit(system: HcsSystem, timeout_ms: u32) -> (HResult, Option<String>) {
+pub fn wait_for_compute_system_exit(
+    system: HcsSystem,
+    timeout_ms: u32,
+) -> (HResult, Option<String>) {
     match client().system(system) {
         Some(object) => object.wait_for_exit(timeout(timeout_ms)),
         None => (HResult::E_HANDLE, None),

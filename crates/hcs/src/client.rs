@@ -11,9 +11,7 @@ use crate::dispatcher::Dispatcher;
 use crate::operation::{Operation, Route};
 use crate::system_handle::SystemObject;
 use crate::types::{HcsOperation, HcsSystem};
-use hcs_host::{
-    Host, HostMessage, MessageSink, Notification, Request, RequestBody, Session,
-};
+use hcs_host::{Host, HostMessage, MessageSink, Notification, Request, RequestBody, Session};
 use hcs_schema::HResult;
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
@@ -187,7 +185,13 @@ impl Client {
     }
 
     /// Records a completion and routes it (O-10, §4.3).
-    fn complete(&self, op: &Arc<Operation>, generation: u64, result: HResult, document: Option<String>) {
+    fn complete(
+        &self,
+        op: &Arc<Operation>,
+        generation: u64,
+        result: HResult,
+        document: Option<String>,
+    ) {
         match op.complete(generation, result, document) {
             Route::Nobody => {}
             Route::Callback(generation) => {

@@ -3,8 +3,9 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), hcs::Error> {
-//! let doc = std::fs::read_to_string("examples/empty-vm.json").unwrap();
-//! let system = hcs::ComputeSystem::create("demo", &doc).wait()?;
+//! let doc = r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{
+//!     "Chipset":{"Uefi":{}},"ComputeTopology":{"Memory":{"SizeInMB":64}}}}"#;
+//! let system = hcs::ComputeSystem::create("demo", doc).wait()?;
 //! let events = system.events()?;
 //! system.start().await?;
 //! system.terminate().await?;
@@ -15,8 +16,8 @@
 
 use crate::api;
 use crate::error::{check, Error};
-use crate::types::{event_options, Event, EventType, HcsOperation, HcsSystem, INFINITE};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crate::types::{event_options, Event, HcsOperation, HcsSystem, INFINITE};
+use crossbeam_channel::Receiver;
 use hcs_schema::HResult;
 use parking_lot::Mutex;
 use std::future::Future;
@@ -89,7 +90,9 @@ pub struct Pending<T> {
 
 impl<T> std::fmt::Debug for Pending<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("operation", &self.operation).finish()
+        f.debug_struct("Pending")
+            .field("operation", &self.operation)
+            .finish()
     }
 }
 
@@ -168,7 +171,9 @@ impl Creating {
             Pending::new(Operation::new(), HResult::S_OK, nothing),
         );
         pending.wait()?;
-        self.system.take().ok_or(Error::from_hresult(HResult::E_HANDLE))
+        self.system
+            .take()
+            .ok_or(Error::from_hresult(HResult::E_HANDLE))
     }
 
     /// The handle, before the create has completed (HCS-API rule 20).
@@ -214,8 +219,8 @@ impl ComputeSystem {
 
     /// Opens an existing compute system by id.
     pub fn open(id: &str) -> Result<ComputeSystem, Error> {
-        let handle = api::open_compute_system(id, crate::types::GENERIC_ALL)
-            .map_err(Error::from_hresult)?;
+        let handle =
+            api::open_compute_system(id, crate::types::GENERIC_ALL).map_err(Error::from_hresult)?;
         Ok(ComputeSystem {
             handle,
             id: id.to_owned(),
@@ -337,10 +342,7 @@ impl EventStream {
 
     /// Waits up to `timeout` for the next event.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
-        match self.receiver.recv_timeout(timeout) {
-            Ok(event) => Some(event),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.receiver.recv_timeout(timeout).ok()
     }
 }
 
@@ -362,9 +364,4 @@ pub fn enumerate(query: Option<&str>) -> Pending<String> {
     let operation = Operation::new();
     let started = api::enumerate_compute_systems(query, operation.handle);
     Pending::new(operation, started, document)
-}
-
-#[allow(dead_code)]
-fn _event_type_is_used(e: EventType) -> EventType {
-    e
 }

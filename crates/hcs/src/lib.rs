@@ -23,8 +23,9 @@
 //! `async`/`await` and event streams.
 //!
 //! ```no_run
-//! let doc = std::fs::read_to_string("examples/empty-vm.json").unwrap();
-//! let system = hcs::ComputeSystem::create("sample", &doc).wait()?;
+//! let doc = r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{
+//!     "Chipset":{"Uefi":{}},"ComputeTopology":{"Memory":{"SizeInMB":1024},"Processor":{"Count":2}}}}"#;
+//! let system = hcs::ComputeSystem::create("sample", doc).wait()?;
 //! system.start().wait()?;
 //! println!("{}", system.properties(Some(r#"{"PropertyTypes":["Memory"]}"#)).wait()?);
 //! system.terminate().wait()?;
@@ -48,6 +49,6 @@ pub use hcs_schema::HResult;
 pub use idiomatic::{enumerate, ComputeSystem, Creating, EventStream, Operation, Pending};
 pub use types::{
     event_options, Context, Event, EventCallback, EventType, HcsOperation, HcsSystem,
-    OperationCompletion, OperationType, SecurityDescriptor, GENERIC_ALL,
-    HCS_INVALID_OPERATION_ID, INFINITE,
+    OperationCompletion, OperationType, SecurityDescriptor, GENERIC_ALL, HCS_INVALID_OPERATION_ID,
+    INFINITE,
 };

@@ -62,8 +62,6 @@ struct State {
     /// Counts tracked calls; a reply for an older call is ignored.
     generation: u64,
     wakers: Vec<Waker>,
-    started: Option<Instant>,
-    finished: Option<Instant>,
 }
 
 /// One operation object.
@@ -84,7 +82,11 @@ pub(crate) enum Route {
 }
 
 impl Operation {
-    pub fn new(handle: HcsOperation, context: Context, callback: Option<OperationCompletion>) -> Self {
+    pub fn new(
+        handle: HcsOperation,
+        context: Context,
+        callback: Option<OperationCompletion>,
+    ) -> Self {
         Operation {
             handle,
             state: Mutex::new(State {
@@ -101,8 +103,6 @@ impl Operation {
                 delivery: Delivery::Idle,
                 generation: 0,
                 wakers: Vec::new(),
-                started: None,
-                finished: None,
             }),
             changed: Condvar::new(),
         }
@@ -150,16 +150,6 @@ impl Operation {
         }
     }
 
-    pub fn phase(&self) -> Phase {
-        self.state.lock().phase
-    }
-
-    /// Times of the tracked call: start, and end once completed.
-    pub fn times(&self) -> (Option<Instant>, Option<Instant>) {
-        let state = self.state.lock();
-        (state.started, state.finished)
-    }
-
     /// O-2, O-7, O-8: makes the operation track a new call. Returns the call's generation.
     pub fn arm(&self, op_type: OperationType, system: Option<HcsSystem>) -> Result<u64, HResult> {
         let mut state = self.state.lock();
@@ -184,8 +174,6 @@ impl Operation {
         state.read = false;
         state.reported = false;
         state.generation += 1;
-        state.started = Some(Instant::now());
-        state.finished = None;
         Ok(state.generation)
     }
 
@@ -199,7 +187,6 @@ impl Operation {
             state.phase = Phase::Completed;
             state.result = result;
             state.document = document;
-            state.finished = Some(Instant::now());
             let wakers = std::mem::take(&mut state.wakers);
             let route = if state.closed {
                 Route::Nobody
@@ -222,7 +209,8 @@ impl Operation {
     pub fn run_callback(&self, generation: u64) {
         let (callback, context) = {
             let mut state = self.state.lock();
-            if state.closed || state.generation != generation || state.delivery != Delivery::Queued {
+            if state.closed || state.generation != generation || state.delivery != Delivery::Queued
+            {
                 state.delivery = Delivery::Idle;
                 drop(state);
                 self.changed.notify_all();
@@ -369,7 +357,10 @@ mod tests {
         let op = op();
         assert_eq!(op.get().0, HResult::HCS_E_OPERATION_NOT_STARTED);
         assert_eq!(op.wait(None).0, HResult::HCS_E_OPERATION_NOT_STARTED);
-        assert_eq!(op.wait(Some(Duration::ZERO)).0, HResult::HCS_E_OPERATION_NOT_STARTED);
+        assert_eq!(
+            op.wait(Some(Duration::ZERO)).0,
+            HResult::HCS_E_OPERATION_NOT_STARTED
+        );
     }
 
     #[test]
@@ -394,7 +385,10 @@ mod tests {
             Err(HResult::HCS_E_OPERATION_ALREADY_STARTED)
         );
         assert_eq!(op.op_type(), OperationType::Start);
-        assert!(matches!(op.complete(generation, HResult::S_OK, None), Route::Event(None)));
+        assert!(matches!(
+            op.complete(generation, HResult::S_OK, None),
+            Route::Event(None)
+        ));
         assert_eq!(op.get().0, HResult::S_OK);
     }
 
@@ -422,7 +416,10 @@ mod tests {
     fn stale_generation_is_ignored() {
         let op = op();
         let g = op.arm(OperationType::Start, None).unwrap();
-        assert!(matches!(op.complete(g + 1, HResult::S_OK, None), Route::Nobody));
+        assert!(matches!(
+            op.complete(g + 1, HResult::S_OK, None),
+            Route::Nobody
+        ));
         assert_eq!(op.get().0, HResult::HCS_E_OPERATION_PENDING);
     }
 
@@ -441,7 +438,10 @@ mod tests {
             })),
         ));
         let g = op.arm(OperationType::Start, None).unwrap();
-        assert!(matches!(op.complete(g, HResult::S_OK, None), Route::Callback(_)));
+        assert!(matches!(
+            op.complete(g, HResult::S_OK, None),
+            Route::Callback(_)
+        ));
         let runner = Arc::clone(&op);
         let thread = std::thread::spawn(move || runner.run_callback(g));
         entered.wait();

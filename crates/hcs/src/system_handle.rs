@@ -68,7 +68,9 @@ impl SystemObject {
     pub fn track(&self, operation: &Arc<Operation>) {
         let mut events = self.events.lock();
         if events.tracked.len() >= 32 {
-            events.tracked.retain(|weak| weak.upgrade().is_some_and(|op| op.may_still_report()));
+            events
+                .tracked
+                .retain(|weak| weak.upgrade().is_some_and(|op| op.may_still_report()));
         }
         events.tracked.push(Arc::downgrade(operation));
     }
@@ -108,10 +110,9 @@ impl SystemObject {
     /// Offers a callback-less completion to the event callback (§4.3).
     pub fn offer_completion(self: &Arc<Self>, dispatcher: &Arc<Dispatcher>, op: &Operation) {
         let mut events = self.events.lock();
-        let enabled = events
-            .callback
-            .as_ref()
-            .is_some_and(|(_, _, options)| options & event_options::ENABLE_OPERATION_CALLBACKS != 0);
+        let enabled = events.callback.as_ref().is_some_and(|(_, _, options)| {
+            options & event_options::ENABLE_OPERATION_CALLBACKS != 0
+        });
         if enabled && !events.closed && op.take_for_event(self.handle, false) {
             events.queue.push_back(operation_event(op.handle));
             self.schedule(&mut events, dispatcher);
@@ -161,10 +162,6 @@ impl SystemObject {
         }
     }
 
-    pub fn has_exited(&self) -> bool {
-        self.exit.lock().is_some()
-    }
-
     fn schedule(self: &Arc<Self>, events: &mut Events, dispatcher: &Arc<Dispatcher>) {
         if events.draining || events.queue.is_empty() {
             return;
@@ -197,8 +194,9 @@ impl SystemObject {
                 events.running_on = Some(std::thread::current().id());
                 (event, callback, context)
             };
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&event, context)));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                callback(&event, context)
+            }));
             if outcome.is_err() {
                 tracing::error!(system = ?self.handle, "an event callback panicked");
             }

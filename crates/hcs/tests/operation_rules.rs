@@ -39,7 +39,10 @@ fn rule_1_new_operation_has_type_none_unique_id_and_its_context() {
 #[test]
 fn rule_2_never_used_operation_answers_not_started_at_once() {
     let op = create_operation(0, None);
-    assert_eq!(get_operation_result(op), (HResult::HCS_E_OPERATION_NOT_STARTED, None));
+    assert_eq!(
+        get_operation_result(op),
+        (HResult::HCS_E_OPERATION_NOT_STARTED, None)
+    );
     let started = Instant::now();
     assert_eq!(
         wait_for_operation_result(op, INFINITE),
@@ -49,7 +52,10 @@ fn rule_2_never_used_operation_answers_not_started_at_once() {
         wait_for_operation_result(op, 0),
         (HResult::HCS_E_OPERATION_NOT_STARTED, None)
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "INFINITE on an unused op returns at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "INFINITE on an unused op returns at once"
+    );
     close_operation(op);
 }
 
@@ -59,7 +65,10 @@ fn rule_3_pending_get_does_not_block() {
     let hold = hold_system_requests(system).unwrap();
     let op = create_operation(0, None);
     assert_eq!(start_compute_system(system, op, None), HResult::S_OK);
-    assert_eq!(get_operation_result(op), (HResult::HCS_E_OPERATION_PENDING, None));
+    assert_eq!(
+        get_operation_result(op),
+        (HResult::HCS_E_OPERATION_PENDING, None)
+    );
     drop(hold);
     assert_eq!(wait_for_operation_result(op, INFINITE).0, HResult::S_OK);
     close_operation(op);
@@ -152,12 +161,18 @@ fn rule_7_completed_operation_tracks_the_next_call() {
     assert_eq!(start_compute_system(system, op, None), HResult::S_OK);
     assert_eq!(wait_for_operation_result(op, INFINITE).0, HResult::S_OK);
     assert_eq!(get_operation_type(op), OperationType::Start);
-    assert_eq!(get_compute_system_properties(system, op, None), HResult::S_OK);
+    assert_eq!(
+        get_compute_system_properties(system, op, None),
+        HResult::S_OK
+    );
     let (hresult, doc) = wait_for_operation_result(op, INFINITE);
     assert_eq!(hresult, HResult::S_OK);
     assert!(doc.unwrap().contains("\"Running\""));
     assert_eq!(terminate_compute_system(system, op, None), HResult::S_OK);
-    assert_eq!(wait_for_operation_result(op, INFINITE), (HResult::S_OK, None));
+    assert_eq!(
+        wait_for_operation_result(op, INFINITE),
+        (HResult::S_OK, None)
+    );
     assert_eq!(get_operation_type(op), OperationType::Terminate);
     close_operation(op);
     close_compute_system(system);
@@ -185,12 +200,21 @@ fn rule_9_synchronous_failure_leaves_the_operation_unarmed_and_fires_nothing() {
     let system = created_vm();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&calls);
-    let op = create_operation(0, Some(Arc::new(move |_, _| {
-        c.fetch_add(1, Ordering::SeqCst);
-    })));
+    let op = create_operation(
+        0,
+        Some(Arc::new(move |_, _| {
+            c.fetch_add(1, Ordering::SeqCst);
+        })),
+    );
     // Reserved options must be NULL (rule 21): a synchronous E_INVALIDARG.
-    assert_eq!(start_compute_system(system, op, Some("{}")), HResult::E_INVALIDARG);
-    assert_eq!(get_operation_result(op).0, HResult::HCS_E_OPERATION_NOT_STARTED);
+    assert_eq!(
+        start_compute_system(system, op, Some("{}")),
+        HResult::E_INVALIDARG
+    );
+    assert_eq!(
+        get_operation_result(op).0,
+        HResult::HCS_E_OPERATION_NOT_STARTED
+    );
     assert_eq!(get_operation_type(op), OperationType::None);
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -205,15 +229,25 @@ fn rule_10_callback_runs_exactly_once_with_the_current_context_and_a_final_resul
     let calls = Arc::new(AtomicUsize::new(0));
     let (d, c) = (Arc::clone(&done), Arc::clone(&calls));
     let caller = std::thread::current().id();
-    let op = create_operation(1, Some(Arc::new(move |op, context| {
-        assert_ne!(std::thread::current().id(), caller, "never on the caller's thread");
-        assert_eq!(context, 2, "the context current at completion");
-        assert_ne!(get_operation_result(op).0, HResult::HCS_E_OPERATION_PENDING);
-        c.fetch_add(1, Ordering::SeqCst);
-        d.set();
-    })));
+    let op = create_operation(
+        1,
+        Some(Arc::new(move |op, context| {
+            assert_ne!(
+                std::thread::current().id(),
+                caller,
+                "never on the caller's thread"
+            );
+            assert_eq!(context, 2, "the context current at completion");
+            assert_ne!(get_operation_result(op).0, HResult::HCS_E_OPERATION_PENDING);
+            c.fetch_add(1, Ordering::SeqCst);
+            d.set();
+        })),
+    );
     assert_eq!(set_operation_context(op, 2), HResult::S_OK);
-    assert_eq!(get_compute_system_properties(system, op, None), HResult::S_OK);
+    assert_eq!(
+        get_compute_system_properties(system, op, None),
+        HResult::S_OK
+    );
     assert!(done.wait(SOON));
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -226,13 +260,19 @@ fn rule_11_closing_an_operation_inside_its_own_callback_is_safe() {
     let system = created_vm();
     let done = Arc::new(EventObject::default());
     let d = Arc::clone(&done);
-    let op = create_operation(0, Some(Arc::new(move |op, _| {
-        close_operation(op);
-        close_operation(op); // double close: a no-op
-        assert_eq!(get_operation_result(op).0, HResult::E_HANDLE);
-        d.set();
-    })));
-    assert_eq!(get_compute_system_properties(system, op, None), HResult::S_OK);
+    let op = create_operation(
+        0,
+        Some(Arc::new(move |op, _| {
+            close_operation(op);
+            close_operation(op); // double close: a no-op
+            assert_eq!(get_operation_result(op).0, HResult::E_HANDLE);
+            d.set();
+        })),
+    );
+    assert_eq!(
+        get_compute_system_properties(system, op, None),
+        HResult::S_OK
+    );
     assert!(done.wait(SOON));
     close_compute_system(system);
 }
@@ -243,15 +283,21 @@ fn rule_12_closing_while_the_work_runs_lets_it_finish_and_no_callback_follows() 
     let hold = hold_system_requests(system).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&calls);
-    let op = create_operation(0, Some(Arc::new(move |_, _| {
-        c.fetch_add(1, Ordering::SeqCst);
-    })));
+    let op = create_operation(
+        0,
+        Some(Arc::new(move |_, _| {
+            c.fetch_add(1, Ordering::SeqCst);
+        })),
+    );
     assert_eq!(start_compute_system(system, op, None), HResult::S_OK);
     close_operation(op);
     drop(hold);
     // The start went on: the system is running.
     let check = create_operation(0, None);
-    assert_eq!(get_compute_system_properties(system, check, None), HResult::S_OK);
+    assert_eq!(
+        get_compute_system_properties(system, check, None),
+        HResult::S_OK
+    );
     let (_, doc) = wait_for_operation_result(check, INFINITE);
     assert!(doc.unwrap().contains("\"Running\""));
     std::thread::sleep(Duration::from_millis(50));
@@ -272,14 +318,21 @@ fn rule_14_id_is_constant_and_invalid_handles_answer_invalid_values() {
     let system = created_vm();
     let op = create_operation(0, None);
     let id = get_operation_id(op);
-    assert_eq!(get_compute_system_from_operation(op), None, "not active yet");
+    assert_eq!(
+        get_compute_system_from_operation(op),
+        None,
+        "not active yet"
+    );
     assert_eq!(start_compute_system(system, op, None), HResult::S_OK);
     assert_eq!(get_compute_system_from_operation(op), Some(system));
     wait_for_operation_result(op, INFINITE);
     assert_eq!(get_operation_id(op), id);
     close_operation(op);
     assert_eq!(get_operation_id(op), HCS_INVALID_OPERATION_ID);
-    assert_eq!(get_operation_id(HcsOperation::NULL), HCS_INVALID_OPERATION_ID);
+    assert_eq!(
+        get_operation_id(HcsOperation::NULL),
+        HCS_INVALID_OPERATION_ID
+    );
     assert_eq!(get_operation_type(op), OperationType::None);
     assert_eq!(get_compute_system_from_operation(op), None);
     close_compute_system(system);
@@ -289,7 +342,10 @@ fn rule_14_id_is_constant_and_invalid_handles_answer_invalid_values() {
 fn rule_16_repeated_reads_give_the_same_result_and_equal_documents() {
     let system = created_vm();
     let op = create_operation(0, None);
-    assert_eq!(get_compute_system_properties(system, op, None), HResult::S_OK);
+    assert_eq!(
+        get_compute_system_properties(system, op, None),
+        HResult::S_OK
+    );
     let first = wait_for_operation_result(op, INFINITE);
     assert_eq!(first, get_operation_result(op));
     assert_eq!(first, wait_for_operation_result(op, 0));
@@ -306,7 +362,10 @@ fn o_14_setters_replace_context_and_callback_but_not_while_pending() {
     assert_eq!(get_operation_context(op), 5);
     assert_eq!(set_operation_callback(op, 6, None), HResult::E_POINTER);
     assert_eq!(start_compute_system(system, op, None), HResult::S_OK);
-    assert_eq!(set_operation_context(op, 7), HResult::HCS_E_OPERATION_ALREADY_STARTED);
+    assert_eq!(
+        set_operation_context(op, 7),
+        HResult::HCS_E_OPERATION_ALREADY_STARTED
+    );
     assert_eq!(
         set_operation_callback(op, 7, Some(Arc::new(|_, _| {}))),
         HResult::HCS_E_OPERATION_ALREADY_STARTED
@@ -316,13 +375,20 @@ fn o_14_setters_replace_context_and_callback_but_not_while_pending() {
     let done = Arc::new(EventObject::default());
     let d = Arc::clone(&done);
     assert_eq!(
-        set_operation_callback(op, 8, Some(Arc::new(move |_, ctx| {
-            assert_eq!(ctx, 8);
-            d.set();
-        }))),
+        set_operation_callback(
+            op,
+            8,
+            Some(Arc::new(move |_, ctx| {
+                assert_eq!(ctx, 8);
+                d.set();
+            }))
+        ),
         HResult::S_OK
     );
-    assert_eq!(get_compute_system_properties(system, op, None), HResult::S_OK);
+    assert_eq!(
+        get_compute_system_properties(system, op, None),
+        HResult::S_OK
+    );
     assert!(done.wait(SOON));
     close_operation(op);
     close_compute_system(system);
@@ -338,9 +404,19 @@ fn rule_49_closed_and_null_handles_answer_e_handle() {
     assert_eq!(set_operation_context(op, 1), HResult::E_HANDLE);
     assert_eq!(get_operation_context(op), 0);
     let live = create_operation(0, None);
-    assert_eq!(start_compute_system(HcsSystem::NULL, live, None), HResult::E_HANDLE);
-    assert_eq!(start_compute_system(HcsSystem(op.0), live, None), HResult::E_HANDLE, "wrong kind");
+    assert_eq!(
+        start_compute_system(HcsSystem::NULL, live, None),
+        HResult::E_HANDLE
+    );
+    assert_eq!(
+        start_compute_system(HcsSystem(op.0), live, None),
+        HResult::E_HANDLE,
+        "wrong kind"
+    );
     assert_eq!(enumerate_compute_systems(None, op), HResult::E_HANDLE);
-    assert_eq!(get_operation_result(live).0, HResult::HCS_E_OPERATION_NOT_STARTED);
+    assert_eq!(
+        get_operation_result(live).0,
+        HResult::HCS_E_OPERATION_NOT_STARTED
+    );
     close_operation(live);
 }

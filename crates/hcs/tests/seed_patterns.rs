@@ -47,7 +47,11 @@ fn pattern_b_operation_callback_closes_its_operation() {
     assert!(done.wait(SOON), "the completion callback never ran");
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert_eq!(calls.load(Ordering::SeqCst), 1, "exactly one callback");
-    assert_eq!(get_operation_id(operation), hcs::HCS_INVALID_OPERATION_ID, "closed");
+    assert_eq!(
+        get_operation_id(operation),
+        hcs::HCS_INVALID_OPERATION_ID,
+        "closed"
+    );
     close_compute_system(system);
 }
 
@@ -85,7 +89,10 @@ fn pattern_c_event_callback_gets_operation_completions() {
         })),
     );
     assert_eq!(hresult, HResult::S_OK);
-    assert!(done.wait(SOON), "the create completion never reached the event callback");
+    assert!(
+        done.wait(SOON),
+        "the create completion never reached the event callback"
+    );
     assert_eq!(*seen.lock(), vec![(OperationType::Create, HResult::S_OK)]);
 
     // An operation with a callback is refused, synchronously; nothing starts.
@@ -102,7 +109,10 @@ fn pattern_c_event_callback_gets_operation_completions() {
     );
     close_operation(with_callback);
     let query = create_operation(0, None);
-    assert_eq!(get_compute_system_properties(system, query, None), HResult::S_OK);
+    assert_eq!(
+        get_compute_system_properties(system, query, None),
+        HResult::S_OK
+    );
     assert!(done.wait(SOON));
     assert!(
         seen.lock()[1] == (OperationType::GetProperties, HResult::S_OK),
@@ -112,7 +122,10 @@ fn pattern_c_event_callback_gets_operation_completions() {
 
     // A plain operation still completes as an event.
     done.reset();
-    assert_eq!(start_compute_system(system, create_operation(0, None), None), HResult::S_OK);
+    assert_eq!(
+        start_compute_system(system, create_operation(0, None), None),
+        HResult::S_OK
+    );
     assert!(done.wait(SOON));
     assert_eq!(seen.lock()[2], (OperationType::Start, HResult::S_OK));
     close_compute_system(system);

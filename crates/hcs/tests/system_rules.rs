@@ -47,10 +47,19 @@ fn assert_create_fails(doc: &str, expected: HResult, needle: &str) {
     let error: Value = serde_json::from_str(document.as_deref().expect("a ResultError")).unwrap();
     assert_eq!(error["Error"], expected.0);
     let message = error["ErrorMessage"].as_str().unwrap();
-    assert!(message.contains(needle), "message {message:?} should name {needle:?}");
+    assert!(
+        message.contains(needle),
+        "message {message:?} should name {needle:?}"
+    );
     // Nothing half-made: the id is free and unknown.
-    assert_eq!(open_compute_system(&id, GENERIC_ALL), Err(HResult::HCS_E_SYSTEM_NOT_FOUND));
-    assert_eq!(call(|op| start_compute_system(system, op, None)).0, HResult::HCS_E_SYSTEM_NOT_FOUND);
+    assert_eq!(
+        open_compute_system(&id, GENERIC_ALL),
+        Err(HResult::HCS_E_SYSTEM_NOT_FOUND)
+    );
+    assert_eq!(
+        call(|op| start_compute_system(system, op, None)).0,
+        HResult::HCS_E_SYSTEM_NOT_FOUND
+    );
     close_compute_system(system);
 }
 
@@ -78,17 +87,37 @@ fn rule_17_none_or_two_of_virtual_machine_container_hosted_system() {
 #[test]
 fn rule_46_unknown_property_names_its_path() {
     let doc = c_empty_vm().replace("\"Count\": 2", "\"Count\": 2, \"Countt\": 1");
-    assert_create_fails(&doc, HResult::HCS_E_INVALID_JSON, "$.VirtualMachine.ComputeTopology.Processor.Countt");
+    assert_create_fails(
+        &doc,
+        HResult::HCS_E_INVALID_JSON,
+        "$.VirtualMachine.ComputeTopology.Processor.Countt",
+    );
 }
 
 #[test]
 fn rule_46_wrong_type_and_out_of_range_values() {
     let doc = c_empty_vm().replace("\"Count\": 2", "\"Count\": \"two\"");
-    assert_create_fails(&doc, HResult::HCS_E_INVALID_JSON, "$.VirtualMachine.ComputeTopology.Processor.Count");
-    assert_create_fails(&empty_vm(1024, 0), HResult::HCS_E_INVALID_JSON, "Processor.Count");
+    assert_create_fails(
+        &doc,
+        HResult::HCS_E_INVALID_JSON,
+        "$.VirtualMachine.ComputeTopology.Processor.Count",
+    );
+    assert_create_fails(
+        &empty_vm(1024, 0),
+        HResult::HCS_E_INVALID_JSON,
+        "Processor.Count",
+    );
     assert_create_fails(&empty_vm(0, 1), HResult::HCS_E_INVALID_JSON, "SizeInMB");
-    assert_create_fails(&empty_vm(1024, 100_000), HResult::HCS_E_INVALID_JSON, "Processor.Count");
-    assert_create_fails(&empty_vm(1 << 40, 1), HResult::HCS_E_INVALID_JSON, "SizeInMB");
+    assert_create_fails(
+        &empty_vm(1024, 100_000),
+        HResult::HCS_E_INVALID_JSON,
+        "Processor.Count",
+    );
+    assert_create_fails(
+        &empty_vm(1 << 40, 1),
+        HResult::HCS_E_INVALID_JSON,
+        "SizeInMB",
+    );
     let doc = c_empty_vm().replace("\"Count\": 2", "\"Count\": -1");
     assert_create_fails(&doc, HResult::HCS_E_INVALID_JSON, "Processor.Count");
 }
@@ -153,7 +182,10 @@ fn rule_19_open_unknown_id_fails_and_known_id_gives_an_independent_handle() {
     assert_ne!(other, system);
     close_compute_system(system);
     assert_eq!(state_of(other), "Created", "the other handle still works");
-    assert_eq!(call(|op| terminate_compute_system(other, op, None)).0, HResult::S_OK);
+    assert_eq!(
+        call(|op| terminate_compute_system(other, op, None)).0,
+        HResult::S_OK
+    );
     close_compute_system(other);
 }
 
@@ -178,12 +210,27 @@ fn rule_21_reserved_parameters_are_checked_synchronously() {
     require_kvm();
     assert_eq!(open_compute_system("x", 0), Err(HResult::E_INVALIDARG));
     let op = create_operation(0, None);
-    assert_eq!(create_compute_system("", &c_empty_vm(), op, None), Err(HResult::E_INVALIDARG));
+    assert_eq!(
+        create_compute_system("", &c_empty_vm(), op, None),
+        Err(HResult::E_INVALIDARG)
+    );
     let (system, _, _) = create(&unique_id("reserved"), &c_empty_vm());
-    assert_eq!(terminate_compute_system(system, op, Some("{}")), HResult::E_INVALIDARG);
-    assert_eq!(resume_compute_system(system, op, Some("{}")), HResult::E_INVALIDARG);
-    assert_eq!(modify_compute_system(system, op, "{}", 1), HResult::E_INVALIDARG);
-    assert_eq!(get_operation_result(op).0, HResult::HCS_E_OPERATION_NOT_STARTED);
+    assert_eq!(
+        terminate_compute_system(system, op, Some("{}")),
+        HResult::E_INVALIDARG
+    );
+    assert_eq!(
+        resume_compute_system(system, op, Some("{}")),
+        HResult::E_INVALIDARG
+    );
+    assert_eq!(
+        modify_compute_system(system, op, "{}", 1),
+        HResult::E_INVALIDARG
+    );
+    assert_eq!(
+        get_operation_result(op).0,
+        HResult::HCS_E_OPERATION_NOT_STARTED
+    );
     close_operation(op);
     close_compute_system(system);
 }
@@ -203,15 +250,25 @@ fn rule_22_properties_always_have_id_and_system_type_and_memory_on_request() {
         get_compute_system_properties(
             system,
             op,
-            Some(r#"{"PropertyTypes":["Memory","Statistics","TerminateOnLastHandleClosed","GuestConnection"]}"#),
+            Some(
+                r#"{"PropertyTypes":["Memory","Statistics","TerminateOnLastHandleClosed","GuestConnection"]}"#,
+            ),
         )
     });
     let props: Value = serde_json::from_str(&doc.unwrap()).unwrap();
-    assert_eq!(props["Memory"]["VirtualMachineMemory"]["AssignedMemory"], 256);
+    assert_eq!(
+        props["Memory"]["VirtualMachineMemory"]["AssignedMemory"],
+        256
+    );
     assert!(props["Statistics"]["Timestamp"].is_string());
     assert_eq!(props["TerminateOnLastHandleClosed"], true);
-    assert!(props.get("GuestConnectionInfo").is_none(), "unanswerable types are omitted");
-    let (hresult, _) = call(|op| get_compute_system_properties(system, op, Some(r#"{"PropertyTypes":["Bogus"]}"#)));
+    assert!(
+        props.get("GuestConnectionInfo").is_none(),
+        "unanswerable types are omitted"
+    );
+    let (hresult, _) = call(|op| {
+        get_compute_system_properties(system, op, Some(r#"{"PropertyTypes":["Bogus"]}"#))
+    });
     assert_eq!(hresult, HResult::HCS_E_INVALID_JSON);
     close_compute_system(system);
 }
@@ -235,7 +292,10 @@ fn rule_23_enumerate_returns_an_array_filtered_by_the_query() {
     assert_eq!(doc.unwrap(), "[]");
     let (hresult, _) = call(|op| enumerate_compute_systems(Some(r#"{"Owner":["x"]}"#), op));
     assert_eq!(hresult, HResult::HCS_E_INVALID_JSON);
-    assert_eq!(call(|op| terminate_compute_system(system, op, None)).0, HResult::S_OK);
+    assert_eq!(
+        call(|op| terminate_compute_system(system, op, None)).0,
+        HResult::S_OK
+    );
     close_compute_system(system);
 }
 
@@ -246,43 +306,98 @@ fn rule_25_state_table_of_section_3_3() {
     require_kvm();
     let (system, _, _) = create(&unique_id("states"), &c_empty_vm());
     // Created
-    assert_eq!(call(|op| pause_compute_system(system, op, None)).0, HResult::HCS_E_INVALID_STATE);
-    assert_eq!(call(|op| resume_compute_system(system, op, None)).0, HResult::HCS_E_INVALID_STATE);
-    assert_eq!(call(|op| save_compute_system(system, op, None)).0, HResult::HCS_E_INVALID_STATE);
-    assert_eq!(call(|op| shut_down_compute_system(system, op, None)).0, HResult::HCS_E_INVALID_STATE);
-    assert_eq!(call(|op| crash_compute_system(system, op, None)).0, HResult::HCS_E_INVALID_STATE);
+    assert_eq!(
+        call(|op| pause_compute_system(system, op, None)).0,
+        HResult::HCS_E_INVALID_STATE
+    );
+    assert_eq!(
+        call(|op| resume_compute_system(system, op, None)).0,
+        HResult::HCS_E_INVALID_STATE
+    );
+    assert_eq!(
+        call(|op| save_compute_system(system, op, None)).0,
+        HResult::HCS_E_INVALID_STATE
+    );
+    assert_eq!(
+        call(|op| shut_down_compute_system(system, op, None)).0,
+        HResult::HCS_E_INVALID_STATE
+    );
+    assert_eq!(
+        call(|op| crash_compute_system(system, op, None)).0,
+        HResult::HCS_E_INVALID_STATE
+    );
     assert_eq!(state_of(system), "Created");
-    assert_eq!(call(|op| start_compute_system(system, op, None)).0, HResult::S_OK);
+    assert_eq!(
+        call(|op| start_compute_system(system, op, None)).0,
+        HResult::S_OK
+    );
     // Running
     assert_eq!(state_of(system), "Running");
-    assert_eq!(call(|op| start_compute_system(system, op, None)).0, HResult::HCS_E_INVALID_STATE);
-    assert_eq!(call(|op| resume_compute_system(system, op, None)).0, HResult::HCS_E_INVALID_STATE);
     assert_eq!(
-        call(|op| save_compute_system(system, op, Some(r#"{"SaveType":"ToFile","SaveStateFilePath":"/tmp/x.vmrs"}"#))).0,
+        call(|op| start_compute_system(system, op, None)).0,
+        HResult::HCS_E_INVALID_STATE
+    );
+    assert_eq!(
+        call(|op| resume_compute_system(system, op, None)).0,
+        HResult::HCS_E_INVALID_STATE
+    );
+    assert_eq!(
+        call(|op| save_compute_system(
+            system,
+            op,
+            Some(r#"{"SaveType":"ToFile","SaveStateFilePath":"/tmp/x.vmrs"}"#)
+        ))
+        .0,
         HResult::HCS_E_INVALID_STATE
     );
     assert_eq!(state_of(system), "Running");
     assert_eq!(
-        call(|op| pause_compute_system(system, op, Some(r#"{"SuspensionLevel":"Suspend","HostedNotification":{"Reason":"Save"}}"#))).0,
+        call(|op| pause_compute_system(
+            system,
+            op,
+            Some(r#"{"SuspensionLevel":"Suspend","HostedNotification":{"Reason":"Save"}}"#)
+        ))
+        .0,
         HResult::S_OK
     );
     // Paused
     assert_eq!(state_of(system), "Paused");
-    assert_eq!(call(|op| start_compute_system(system, op, None)).0, HResult::HCS_E_INVALID_STATE);
-    assert_eq!(call(|op| pause_compute_system(system, op, None)).0, HResult::HCS_E_INVALID_STATE);
-    assert_eq!(call(|op| shut_down_compute_system(system, op, None)).0, HResult::HCS_E_INVALID_STATE);
-    assert_eq!(call(|op| crash_compute_system(system, op, None)).0, HResult::HCS_E_INVALID_STATE);
+    assert_eq!(
+        call(|op| start_compute_system(system, op, None)).0,
+        HResult::HCS_E_INVALID_STATE
+    );
+    assert_eq!(
+        call(|op| pause_compute_system(system, op, None)).0,
+        HResult::HCS_E_INVALID_STATE
+    );
+    assert_eq!(
+        call(|op| shut_down_compute_system(system, op, None)).0,
+        HResult::HCS_E_INVALID_STATE
+    );
+    assert_eq!(
+        call(|op| crash_compute_system(system, op, None)).0,
+        HResult::HCS_E_INVALID_STATE
+    );
     assert_eq!(
         call(|op| modify_compute_system(system, op, r#"{"ResourcePath":"VirtualMachine/ComputeTopology/Memory/SizeInMB","RequestType":"Update","Settings":1024}"#, 0)).0,
         HResult::HCS_E_INVALID_STATE
     );
     assert_eq!(state_of(system), "Paused");
-    assert_eq!(call(|op| resume_compute_system(system, op, None)).0, HResult::S_OK);
+    assert_eq!(
+        call(|op| resume_compute_system(system, op, None)).0,
+        HResult::S_OK
+    );
     assert_eq!(state_of(system), "Running");
     // Bad options documents are refused through the operation, state unchanged.
-    assert_eq!(call(|op| pause_compute_system(system, op, Some(r#"{"SuspensionLevel":"Deep"}"#))).0, HResult::HCS_E_INVALID_JSON);
+    assert_eq!(
+        call(|op| pause_compute_system(system, op, Some(r#"{"SuspensionLevel":"Deep"}"#))).0,
+        HResult::HCS_E_INVALID_JSON
+    );
     assert_eq!(state_of(system), "Running");
-    assert_eq!(call(|op| terminate_compute_system(system, op, None)).0, HResult::S_OK);
+    assert_eq!(
+        call(|op| terminate_compute_system(system, op, None)).0,
+        HResult::S_OK
+    );
     close_compute_system(system);
 }
 
@@ -290,10 +405,16 @@ fn rule_25_state_table_of_section_3_3() {
 fn shutdown_of_an_empty_vm_answers_not_configured_and_never_hangs() {
     require_kvm();
     let (system, _, _) = create(&unique_id("shutdown"), &c_empty_vm());
-    assert_eq!(call(|op| start_compute_system(system, op, None)).0, HResult::S_OK);
+    assert_eq!(
+        call(|op| start_compute_system(system, op, None)).0,
+        HResult::S_OK
+    );
     let (hresult, doc) = call(|op| shut_down_compute_system(system, op, None));
     assert_eq!(hresult, HResult::HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION);
-    assert!(doc.unwrap().contains("HcsTerminateComputeSystem"), "the message says what to do");
+    assert!(
+        doc.unwrap().contains("HcsTerminateComputeSystem"),
+        "the message says what to do"
+    );
     assert_eq!(state_of(system), "Running");
     close_compute_system(system);
 }
@@ -303,8 +424,14 @@ fn rule_24_and_27_after_an_exit_the_id_is_free_and_old_handles_answer() {
     require_kvm();
     let id = unique_id("exit");
     let (system, _, _) = create(&id, &c_empty_vm());
-    assert_eq!(call(|op| start_compute_system(system, op, None)).0, HResult::S_OK);
-    assert_eq!(call(|op| terminate_compute_system(system, op, None)).0, HResult::S_OK);
+    assert_eq!(
+        call(|op| start_compute_system(system, op, None)).0,
+        HResult::S_OK
+    );
+    assert_eq!(
+        call(|op| terminate_compute_system(system, op, None)).0,
+        HResult::S_OK
+    );
     // Rule 53: the exit is recorded before the terminate completes.
     let (hresult, status) = wait_for_compute_system_exit(system, 0);
     assert_eq!(hresult, HResult::S_OK);
@@ -312,11 +439,26 @@ fn rule_24_and_27_after_an_exit_the_id_is_free_and_old_handles_answer() {
     assert_eq!(status["ExitType"], "ForcedExit");
     assert_eq!(status["Status"], 0);
     // Rule 24 and 27.
-    assert_eq!(call(|op| terminate_compute_system(system, op, None)).0, HResult::HCS_E_SYSTEM_ALREADY_STOPPED);
-    assert_eq!(call(|op| shut_down_compute_system(system, op, None)).0, HResult::HCS_E_SYSTEM_ALREADY_STOPPED);
-    assert_eq!(call(|op| start_compute_system(system, op, None)).0, HResult::HCS_E_SYSTEM_NOT_FOUND);
-    assert_eq!(call(|op| get_compute_system_properties(system, op, None)).0, HResult::HCS_E_SYSTEM_NOT_FOUND);
-    assert_eq!(open_compute_system(&id, GENERIC_ALL), Err(HResult::HCS_E_SYSTEM_NOT_FOUND));
+    assert_eq!(
+        call(|op| terminate_compute_system(system, op, None)).0,
+        HResult::HCS_E_SYSTEM_ALREADY_STOPPED
+    );
+    assert_eq!(
+        call(|op| shut_down_compute_system(system, op, None)).0,
+        HResult::HCS_E_SYSTEM_ALREADY_STOPPED
+    );
+    assert_eq!(
+        call(|op| start_compute_system(system, op, None)).0,
+        HResult::HCS_E_SYSTEM_NOT_FOUND
+    );
+    assert_eq!(
+        call(|op| get_compute_system_properties(system, op, None)).0,
+        HResult::HCS_E_SYSTEM_NOT_FOUND
+    );
+    assert_eq!(
+        open_compute_system(&id, GENERIC_ALL),
+        Err(HResult::HCS_E_SYSTEM_NOT_FOUND)
+    );
     let (again, hresult, _) = create(&id, &c_empty_vm());
     assert_eq!(hresult, HResult::S_OK, "the id is free again");
     close_compute_system(again);
@@ -344,7 +486,10 @@ fn rule_28_last_handle_close_terminates_only_with_the_flag() {
     let (system, _, _) = create(&id, &persistent_vm("stays"));
     close_compute_system(system);
     let reopened = open_compute_system(&id, GENERIC_ALL).expect("still there");
-    assert_eq!(call(|op| terminate_compute_system(reopened, op, None)).0, HResult::S_OK);
+    assert_eq!(
+        call(|op| terminate_compute_system(reopened, op, None)).0,
+        HResult::S_OK
+    );
     close_compute_system(reopened);
 }
 
@@ -352,12 +497,18 @@ fn rule_28_last_handle_close_terminates_only_with_the_flag() {
 fn rule_30_wait_for_exit_times_out_then_every_waiter_gets_the_status() {
     require_kvm();
     let (system, _, _) = create(&unique_id("waitexit"), &c_empty_vm());
-    assert_eq!(wait_for_compute_system_exit(system, 50).0, HResult::HCS_E_OPERATION_TIMEOUT);
+    assert_eq!(
+        wait_for_compute_system_exit(system, 50).0,
+        HResult::HCS_E_OPERATION_TIMEOUT
+    );
     let waiters: Vec<_> = (0..4)
         .map(|_| std::thread::spawn(move || wait_for_compute_system_exit(system, INFINITE)))
         .collect();
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(call(|op| terminate_compute_system(system, op, None)).0, HResult::S_OK);
+    assert_eq!(
+        call(|op| terminate_compute_system(system, op, None)).0,
+        HResult::S_OK
+    );
     let late = wait_for_compute_system_exit(system, 0);
     for waiter in waiters {
         assert_eq!(waiter.join().unwrap(), late);
@@ -371,14 +522,29 @@ fn rule_31_modify_on_an_empty_vm() {
     require_kvm();
     let (system, _, _) = create(&unique_id("modify"), &c_empty_vm());
     let same = r#"{"ResourcePath":"VirtualMachine/ComputeTopology/Memory/SizeInMB","RequestType":"Update","Settings":1024}"#;
-    assert_eq!(call(|op| modify_compute_system(system, op, same, 0)).0, HResult::S_OK);
+    assert_eq!(
+        call(|op| modify_compute_system(system, op, same, 0)).0,
+        HResult::S_OK
+    );
     let bigger = r#"{"ResourcePath":"VirtualMachine/ComputeTopology/Memory/SizeInMB","RequestType":"Update","Settings":4096}"#;
-    assert_eq!(call(|op| modify_compute_system(system, op, bigger, 0)).0, HResult::ERROR_NOT_SUPPORTED);
+    assert_eq!(
+        call(|op| modify_compute_system(system, op, bigger, 0)).0,
+        HResult::ERROR_NOT_SUPPORTED
+    );
     let unknown = r#"{"ResourcePath":"VirtualMachine/Devices/Floppy","RequestType":"Add"}"#;
-    assert_eq!(call(|op| modify_compute_system(system, op, unknown, 0)).0, HResult::E_INVALIDARG);
+    assert_eq!(
+        call(|op| modify_compute_system(system, op, unknown, 0)).0,
+        HResult::E_INVALIDARG
+    );
     let remove = r#"{"ResourcePath":"VirtualMachine/Devices/ComPorts/0","RequestType":"Remove"}"#;
-    assert_eq!(call(|op| modify_compute_system(system, op, remove, 0)).0, HResult::ERROR_NOT_FOUND);
-    assert_eq!(call(|op| modify_compute_system(system, op, "{", 0)).0, HResult::HCS_E_INVALID_JSON);
+    assert_eq!(
+        call(|op| modify_compute_system(system, op, remove, 0)).0,
+        HResult::ERROR_NOT_FOUND
+    );
+    assert_eq!(
+        call(|op| modify_compute_system(system, op, "{", 0)).0,
+        HResult::HCS_E_INVALID_JSON
+    );
     close_compute_system(system);
 }
 
@@ -390,9 +556,15 @@ fn rule_53_and_54_terminate_never_waits_and_pending_requests_get_terminated() {
     let start = create_operation(0, None);
     assert_eq!(start_compute_system(system, start, None), HResult::S_OK);
     let terminate = create_operation(0, None);
-    assert_eq!(terminate_compute_system(system, terminate, None), HResult::S_OK);
+    assert_eq!(
+        terminate_compute_system(system, terminate, None),
+        HResult::S_OK
+    );
     // The terminate completes while the queue is still held.
-    assert_eq!(wait_for_operation_result(terminate, 10_000).0, HResult::S_OK);
+    assert_eq!(
+        wait_for_operation_result(terminate, 10_000).0,
+        HResult::S_OK
+    );
     assert_eq!(wait_for_compute_system_exit(system, 0).0, HResult::S_OK);
     drop(hold);
     let (hresult, doc) = wait_for_operation_result(start, INFINITE);
@@ -416,6 +588,9 @@ fn rule_49_double_close_and_closed_system_handles() {
         set_compute_system_callback(system, 0, 0, Some(std::sync::Arc::new(|_, _| {}))),
         HResult::E_HANDLE
     );
-    assert_eq!(get_operation_result(op).0, HResult::HCS_E_OPERATION_NOT_STARTED);
+    assert_eq!(
+        get_operation_result(op).0,
+        HResult::HCS_E_OPERATION_NOT_STARTED
+    );
     close_operation(op);
 }

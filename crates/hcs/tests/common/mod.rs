@@ -58,7 +58,11 @@ pub fn require_kvm() {
          (load kvm_intel, kvm_amd or kvm_pvm); they are never skipped"
     );
     assert!(
-        std::fs::OpenOptions::new().read(true).write(true).open(path).is_ok(),
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .is_ok(),
         "/dev/kvm cannot be opened for reading and writing: run the tests as root or \
          join the group that owns /dev/kvm"
     );
