@@ -41,6 +41,7 @@ mod dispatcher;
 mod error;
 mod idiomatic;
 mod operation;
+mod sync;
 mod system_handle;
 mod types;
 

@@ -19,11 +19,10 @@
 //! * While a completion callback is queued but not yet run, the operation cannot be armed
 //!   again (`HCS_E_OPERATION_ALREADY_STARTED`): each tracked call gets its callback.
 
+use crate::sync::{current_thread, Condvar, Mutex, ThreadId};
 use crate::types::{Context, HcsOperation, HcsSystem, OperationCompletion, OperationType};
 use hcs_schema::HResult;
-use parking_lot::{Condvar, Mutex};
 use std::task::Waker;
-use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 /// Where an operation is in its life.
@@ -156,7 +155,7 @@ impl Operation {
         if state.closed {
             return Err(HResult::E_HANDLE);
         }
-        let me = std::thread::current().id();
+        let me = current_thread();
         let busy = match state.delivery {
             Delivery::Idle => false,
             Delivery::Queued => true,
@@ -220,7 +219,7 @@ impl Operation {
                 state.delivery = Delivery::Idle;
                 return;
             };
-            state.delivery = Delivery::Running(std::thread::current().id());
+            state.delivery = Delivery::Running(current_thread());
             (callback, state.context)
         };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -228,7 +227,7 @@ impl Operation {
         }));
         {
             let mut state = self.state.lock();
-            if state.delivery == Delivery::Running(std::thread::current().id()) {
+            if state.delivery == Delivery::Running(current_thread()) {
                 state.delivery = Delivery::Idle;
             }
         }
@@ -327,7 +326,7 @@ impl Operation {
     /// O-12: closes the operation. The work goes on; its result is dropped. Waits for a
     /// callback of this operation running on another thread.
     pub fn close(&self) {
-        let me = std::thread::current().id();
+        let me = current_thread();
         let wakers = {
             let mut state = self.state.lock();
             state.closed = true;
@@ -343,7 +342,7 @@ impl Operation {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;
@@ -448,5 +447,123 @@ mod tests {
         op.close();
         assert!(done.load(std::sync::atomic::Ordering::SeqCst));
         thread.join().unwrap();
+    }
+}
+
+/// Model checks of the completion protocol under every interleaving loom explores
+/// (`RUSTFLAGS="--cfg loom" cargo test -p hcs --lib --release loom`).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use loom::sync::Arc;
+
+    /// An operation whose callback counts its runs, and counts as a violation any run
+    /// seen after `closed` was set (a panic would be contained by `run_callback`).
+    fn counting_operation(calls: &Arc<AtomicUsize>, closed: &Arc<AtomicBool>) -> Arc<Operation> {
+        let (calls, closed) = (Arc::clone(calls), Arc::clone(closed));
+        Arc::new(Operation::new(
+            HcsOperation(1),
+            0,
+            Some(std::sync::Arc::new(move |_, _| {
+                if closed.load(Ordering::SeqCst) {
+                    calls.fetch_add(1000, Ordering::SeqCst);
+                }
+                calls.fetch_add(1, Ordering::SeqCst);
+            })),
+        ))
+    }
+
+    /// Rules 10 and 12: a completion racing a close is delivered at most once, and never
+    /// after `close` has returned.
+    #[test]
+    fn completion_races_close() {
+        loom::model(|| {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let closed = Arc::new(AtomicBool::new(false));
+            let op = counting_operation(&calls, &closed);
+            let generation = op.arm(OperationType::Start, None).unwrap();
+            let host = {
+                let op = Arc::clone(&op);
+                loom::thread::spawn(move || {
+                    if let Route::Callback(g) = op.complete(generation, HResult::S_OK, None) {
+                        op.run_callback(g);
+                    }
+                })
+            };
+            op.close();
+            closed.store(true, Ordering::SeqCst);
+            host.join().unwrap();
+            assert!(calls.load(Ordering::SeqCst) <= 1);
+        });
+    }
+
+    /// Rule 10: without a close, the callback runs exactly once, and a waiter sees the
+    /// final result.
+    #[test]
+    fn completion_reaches_callback_and_waiter_exactly_once() {
+        loom::model(|| {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let closed = Arc::new(AtomicBool::new(false));
+            let op = counting_operation(&calls, &closed);
+            let generation = op.arm(OperationType::Start, None).unwrap();
+            let host = {
+                let op = Arc::clone(&op);
+                loom::thread::spawn(move || {
+                    if let Route::Callback(g) = op.complete(generation, HResult::E_FAIL, None) {
+                        op.run_callback(g);
+                    }
+                })
+            };
+            assert_eq!(op.wait(None).0, HResult::E_FAIL);
+            host.join().unwrap();
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// O-7/O-8: re-arming races the delivery of the previous completion: either the
+    /// re-arm is refused, or it happens after the callback was delivered.
+    #[test]
+    fn rearm_races_callback_delivery() {
+        loom::model(|| {
+            let calls = Arc::new(AtomicUsize::new(0));
+            let closed = Arc::new(AtomicBool::new(false));
+            let op = counting_operation(&calls, &closed);
+            let generation = op.arm(OperationType::Start, None).unwrap();
+            let route = op.complete(generation, HResult::S_OK, None);
+            let dispatcher = {
+                let op = Arc::clone(&op);
+                loom::thread::spawn(move || {
+                    if let Route::Callback(g) = route {
+                        op.run_callback(g);
+                    }
+                })
+            };
+            match op.arm(OperationType::Pause, None) {
+                Ok(_) => assert_eq!(calls.load(Ordering::SeqCst), 1, "armed before delivery"),
+                Err(hresult) => assert_eq!(hresult, HResult::HCS_E_OPERATION_ALREADY_STARTED),
+            }
+            dispatcher.join().unwrap();
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// §4.3: a completion offered to an event registration and taken by a concurrent
+    /// registration scan is reported exactly once.
+    #[test]
+    fn event_report_is_taken_once() {
+        loom::model(|| {
+            let op = Arc::new(Operation::new(HcsOperation(2), 0, None));
+            let system = HcsSystem(7);
+            let generation = op.arm(OperationType::Create, Some(system)).unwrap();
+            op.complete(generation, HResult::S_OK, None);
+            let other = {
+                let op = Arc::clone(&op);
+                loom::thread::spawn(move || op.take_for_event(system, false))
+            };
+            let mine = op.take_for_event(system, true);
+            let theirs = other.join().unwrap();
+            assert!(mine ^ theirs, "reported exactly once");
+        });
     }
 }
