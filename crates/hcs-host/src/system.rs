@@ -624,16 +624,33 @@ impl System {
 
     /// The `Properties` document of this system.
     pub fn properties(&self, query: Option<&hcs_schema::SystemPropertyQuery>) -> String {
-        let state = self.state.lock();
+        let (life, started_at, exit_type, vm) = {
+            let state = self.state.lock();
+            (
+                state.life,
+                state.started_at,
+                state.exit_type,
+                state.vm.clone(),
+            )
+        };
+        // Reading the vCPUs' CPU time costs a /proc read per vCPU: only when asked, and
+        // never under the state lock.
+        let wants_statistics = query
+            .and_then(|q| q.property_types.as_ref())
+            .is_some_and(|types| types.contains(&hcs_schema::SystemPropertyType::Statistics));
+        let cpu_time_100ns = match (&vm, wants_statistics) {
+            (Some(vm), true) => vm.cpu_time_100ns(),
+            _ => 0,
+        };
         let snapshot = properties::Snapshot {
             id: &self.id,
             runtime_id: &self.runtime_id,
             settings: &self.settings,
             plan: &self.plan,
-            life: state.life,
-            exit_type: state.exit_type,
-            started_at: state.started_at,
-            cpu_time_100ns: state.vm.as_ref().map(|vm| vm.cpu_time_100ns()).unwrap_or(0),
+            life,
+            exit_type,
+            started_at,
+            cpu_time_100ns,
         };
         properties::document(&snapshot, query)
     }

@@ -13,7 +13,7 @@ use crate::system_handle::SystemObject;
 use crate::types::{HcsOperation, HcsSystem};
 use hcs_host::{Host, HostMessage, MessageSink, Notification, Request, RequestBody, Session};
 use hcs_schema::HResult;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -26,31 +26,33 @@ pub(crate) fn next_handle() -> u64 {
 }
 
 /// A table of live handles of one kind.
+///
+/// Lookups (every call) take a shared lock; only create and close take it exclusively.
 pub(crate) struct HandleTable<T> {
-    map: Mutex<HashMap<u64, Arc<T>>>,
+    map: RwLock<HashMap<u64, Arc<T>>>,
 }
 
 impl<T> HandleTable<T> {
     fn new() -> Self {
         HandleTable {
-            map: Mutex::new(HashMap::new()),
+            map: RwLock::new(HashMap::new()),
         }
     }
 
     pub fn insert(&self, handle: u64, object: Arc<T>) {
-        self.map.lock().insert(handle, object);
+        self.map.write().insert(handle, object);
     }
 
     pub fn get(&self, handle: u64) -> Option<Arc<T>> {
-        self.map.lock().get(&handle).cloned()
+        self.map.read().get(&handle).cloned()
     }
 
     pub fn remove(&self, handle: u64) -> Option<Arc<T>> {
-        self.map.lock().remove(&handle)
+        self.map.write().remove(&handle)
     }
 
     pub fn len(&self) -> usize {
-        self.map.lock().len()
+        self.map.read().len()
     }
 }
 
