@@ -12,6 +12,9 @@ pub struct Failure {
     pub hresult: HResult,
     /// The `ErrorMessage` of the `ResultError`.
     pub message: String,
+    /// The JSON path of the document member at fault, when a document is (the message
+    /// starts with it too).
+    pub path: Option<String>,
 }
 
 impl Failure {
@@ -20,6 +23,16 @@ impl Failure {
         Failure {
             hresult,
             message: message.into(),
+            path: None,
+        }
+    }
+
+    /// A failure about the document member at `path`: the message reads `PATH: what`.
+    pub fn at(hresult: HResult, path: &str, what: impl std::fmt::Display) -> Failure {
+        Failure {
+            hresult,
+            message: format!("{path}: {what}"),
+            path: Some(path.to_owned()),
         }
     }
 
@@ -31,7 +44,11 @@ impl Failure {
 
 impl From<DocumentError> for Failure {
     fn from(error: DocumentError) -> Failure {
-        Failure::new(error.hresult, error.message)
+        Failure {
+            hresult: error.hresult,
+            message: error.message,
+            path: Some(error.path),
+        }
     }
 }
 
@@ -46,6 +63,10 @@ impl From<Vec<DocumentError>> for Failure {
             .map(|e| e.message.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        Failure::new(hresult, message)
+        Failure {
+            hresult,
+            message,
+            path: errors.first().map(|e| e.path.clone()),
+        }
     }
 }

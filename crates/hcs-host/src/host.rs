@@ -5,7 +5,7 @@
 //! handle the session holds is told when its system exits. Dropping a session closes its
 //! handles, as when a client process dies (HCS-API rule 28).
 
-use crate::engine::{Engine, EngineLimits};
+use crate::engine::{Engine, EngineLimits, VmPlan};
 use crate::error::Failure;
 use crate::kvm_engine::KvmEngine;
 use crate::plan::plan_vm;
@@ -102,6 +102,22 @@ impl Host {
         self.inner.live_vms.load(Ordering::SeqCst)
     }
 
+    /// The document limits of this host's engine, or why it cannot run VMs.
+    pub fn limits(&self) -> Result<Limits, Failure> {
+        engine_limits(self.inner.engine.as_ref())
+    }
+
+    /// Checks a `ComputeSystem` document as a create on this host would, creating nothing
+    /// (see [`crate::plan::check_document`]). Without a usable engine, the document is
+    /// checked without host limits and the engine's failure comes last.
+    pub fn check_document(&self, configuration: &str) -> Result<VmPlan, Vec<Failure>> {
+        let limits = self.limits();
+        let parse_limits = limits.clone().unwrap_or_else(|_| Limits::unbounded());
+        let (_, plan, _) = crate::plan::check_document(configuration, &parse_limits)?;
+        limits.map_err(|failure| vec![failure])?;
+        Ok(plan)
+    }
+
     /// Keeps the worker of system `id` busy until the returned [`SystemHold`] is dropped:
     /// requests on that system queue up behind it and their operations stay pending. For
     /// tests and diagnostics of the operation model; the VM itself keeps running.
@@ -165,19 +181,7 @@ impl SessionShared {
     }
 
     fn limits(&self) -> Result<Limits, Failure> {
-        match self.host.engine.limits() {
-            Ok(EngineLimits {
-                max_vcpus,
-                max_memory_mb,
-            }) => Ok(Limits {
-                max_vcpus,
-                max_memory_mb,
-            }),
-            Err(error) => Err(Failure::new(
-                HResult::HCS_E_HYPERV_NOT_INSTALLED,
-                format!("virtual machines cannot run on this host: {error}"),
-            )),
-        }
+        engine_limits(self.host.engine.as_ref())
     }
 
     fn create(self: &Arc<Self>, request_id: u64, handle: SystemHandle, id: String, doc: &str) {
@@ -192,6 +196,7 @@ impl SessionShared {
                     format!("a compute system with id '{id}' already exists"),
                 ));
             }
+            // The same checks as `check_document`, with the id check where HCS puts it.
             let (plan, settings) = plan_vm(&document)?;
             limits?;
             let system = System::spawn(id.clone(), settings, plan, Arc::downgrade(&self.host))
@@ -265,6 +270,22 @@ impl SessionShared {
         serde_json::to_string(&items)
             .map(Some)
             .map_err(|e| Failure::new(HResult::E_UNEXPECTED, e.to_string()))
+    }
+}
+
+fn engine_limits(engine: &dyn Engine) -> Result<Limits, Failure> {
+    match engine.limits() {
+        Ok(EngineLimits {
+            max_vcpus,
+            max_memory_mb,
+        }) => Ok(Limits {
+            max_vcpus,
+            max_memory_mb,
+        }),
+        Err(error) => Err(Failure::new(
+            HResult::HCS_E_HYPERV_NOT_INSTALLED,
+            format!("virtual machines cannot run on this host: {error}"),
+        )),
     }
 }
 

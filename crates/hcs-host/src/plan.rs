@@ -23,10 +23,25 @@ pub struct SystemSettings {
 }
 
 fn unsupported(path: &str, what: &str) -> Failure {
-    Failure::new(
+    Failure::at(
         HResult::ERROR_NOT_SUPPORTED,
-        format!("{path}: {what} is not supported by this host yet"),
+        path,
+        format!("{what} is not supported by this host yet"),
     )
+}
+
+/// Checks a `ComputeSystem` document exactly as `HcsCreateComputeSystem` does, in its
+/// order (HCS-API §3): JSON syntax, schema and ranges against `limits` (every error), then
+/// what this host can run (the first unsupported feature). Nothing is created; `hcsctl
+/// validate` and the host's create share it.
+pub fn check_document(
+    configuration: &str,
+    limits: &hcs_schema::Limits,
+) -> Result<(ComputeSystem, VmPlan, SystemSettings), Vec<Failure>> {
+    let document = hcs_schema::parse_compute_system(configuration, limits)
+        .map_err(|errors| errors.into_iter().map(Failure::from).collect::<Vec<_>>())?;
+    let (plan, settings) = plan_vm(&document).map_err(|failure| vec![failure])?;
+    Ok((document, plan, settings))
 }
 
 /// Checks that this host can run the document and returns the engine plan.
@@ -49,9 +64,10 @@ pub fn plan_vm(doc: &ComputeSystem) -> Result<(VmPlan, SystemSettings), Failure>
     }
     let Some(vm) = doc.virtual_machine.as_ref() else {
         // Validation guarantees exactly one of the three; keep a readable answer anyway.
-        return Err(Failure::new(
+        return Err(Failure::at(
             HResult::HCS_E_INVALID_JSON,
-            "$: one of VirtualMachine, Container or HostedSystem is required",
+            "$",
+            "one of VirtualMachine, Container or HostedSystem is required",
         ));
     };
     let firmware = plan_firmware(vm)?;
@@ -62,9 +78,10 @@ pub fn plan_vm(doc: &ComputeSystem) -> Result<(VmPlan, SystemSettings), Failure>
         .and_then(|t| t.memory.as_ref())
         .and_then(|m| m.size_in_mb)
         .ok_or_else(|| {
-            Failure::new(
+            Failure::at(
                 HResult::HCS_E_INVALID_JSON,
-                "$.VirtualMachine.ComputeTopology.Memory.SizeInMB is required",
+                "$.VirtualMachine.ComputeTopology.Memory.SizeInMB",
+                "required property is missing",
             )
         })?;
     if let Some(MemoryBackingPageSize::Large) = topology
@@ -116,9 +133,10 @@ fn plan_firmware(vm: &VirtualMachine) -> Result<Firmware, Failure> {
             "booting from a device through UEFI (the built-in firmware has nothing to boot)",
         )),
         Some(_) => Ok(Firmware::Idle),
-        None => Err(Failure::new(
+        None => Err(Failure::at(
             HResult::HCS_E_INVALID_JSON,
-            "$.VirtualMachine.Chipset: one of Uefi or LinuxKernelDirect is required",
+            "$.VirtualMachine.Chipset",
+            "one of Uefi or LinuxKernelDirect is required",
         )),
     }
 }

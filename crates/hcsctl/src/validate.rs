@@ -9,9 +9,9 @@
 
 use crate::output::{self, Problem};
 use crate::{read_document, CliError, ValidateArgs};
-use hcs_host::plan::plan_vm;
+use hcs_host::plan::check_document;
 use hcs_host::{Failure, VmPlan};
-use hcs_schema::{DocumentError, Limits};
+use hcs_schema::Limits;
 
 /// The limits the host would check against, and what to tell the user about them.
 struct HostLimits {
@@ -82,96 +82,29 @@ pub(crate) fn validate(args: &ValidateArgs) -> Result<u8, CliError> {
 
 /// The host's checks of a create, in the host's order; every problem they find.
 fn check(text: &str, limits: &Limits) -> Result<VmPlan, Vec<Problem>> {
-    let document = hcs_schema::parse_compute_system(text, limits)
-        .map_err(|errors| errors.iter().map(from_document_error).collect::<Vec<_>>())?;
-    let (plan, _settings) = plan_vm(&document).map_err(|failure| vec![from_failure(&failure)])?;
-    Ok(plan)
+    check_document(text, limits)
+        .map(|(_, plan, _)| plan)
+        .map_err(|failures| failures.iter().map(from_failure).collect())
 }
 
-fn from_document_error(error: &DocumentError) -> Problem {
-    let prefix = format!("{}: ", error.path);
+/// A host failure: its path (or `$`) and its message without the path in front.
+fn from_failure(failure: &Failure) -> Problem {
+    let path = failure.path.clone().unwrap_or_else(|| "$".to_owned());
+    let prefix = format!("{path}: ");
     Problem {
-        path: error.path.clone(),
-        hresult: error.hresult,
-        message: error
+        message: failure
             .message
             .strip_prefix(&prefix)
-            .unwrap_or(&error.message)
+            .unwrap_or(&failure.message)
             .to_owned(),
-    }
-}
-
-/// A host failure carries its path only at the start of its message
-/// (`$.VirtualMachine.Chipset.LinuxKernelDirect: booting … is not supported …`).
-fn from_failure(failure: &Failure) -> Problem {
-    let (path, rest) = split_path(&failure.message);
-    Problem {
-        path: path.to_owned(),
+        path,
         hresult: failure.hresult,
-        message: rest.to_owned(),
     }
-}
-
-/// Splits `"$.A.B: what"` or `"$.A.B is required"` into the JSONPath and the rest; a
-/// message without a leading path belongs to `$`.
-fn split_path(message: &str) -> (&str, &str) {
-    if !message.starts_with('$') {
-        return ("$", message);
-    }
-    let mut in_brackets = false;
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, c) in message.char_indices() {
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' if in_brackets => in_string = true,
-            '[' => in_brackets = true,
-            ']' => in_brackets = false,
-            ':' | ' ' if !in_brackets => {
-                let rest = message[i..].trim_start_matches(':').trim_start();
-                return (&message[..i], rest);
-            }
-            _ => {}
-        }
-    }
-    (message, "")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_of_host_messages() {
-        assert_eq!(
-            split_path("$.VirtualMachine.Chipset.LinuxKernelDirect: booting is not supported"),
-            (
-                "$.VirtualMachine.Chipset.LinuxKernelDirect",
-                "booting is not supported"
-            )
-        );
-        assert_eq!(
-            split_path("$.VirtualMachine.ComputeTopology.Memory.SizeInMB is required"),
-            (
-                "$.VirtualMachine.ComputeTopology.Memory.SizeInMB",
-                "is required"
-            )
-        );
-        assert_eq!(
-            split_path("$.Devices.Scsi[\"Primary disk\"]: SCSI"),
-            ("$.Devices.Scsi[\"Primary disk\"]", "SCSI")
-        );
-        assert_eq!(split_path("$: one of"), ("$", "one of"));
-        assert_eq!(split_path("no path"), ("$", "no path"));
-    }
 
     #[test]
     fn the_empty_vm_plans() {
