@@ -145,3 +145,57 @@ pub trait MessageSink: Send + Sync {
     /// Takes one message.
     fn deliver(&self, message: HostMessage);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message survives a trip through JSON unchanged, as a socket transport
+    /// (the service) will carry them.
+    #[test]
+    fn messages_round_trip_through_json() {
+        let requests = vec![
+            RequestBody::CreateSystem {
+                handle: 1,
+                id: "vm".into(),
+                configuration: "{}".into(),
+            },
+            RequestBody::OpenSystem {
+                handle: 2,
+                id: "vm".into(),
+            },
+            RequestBody::CloseSystem { handle: 2 },
+            RequestBody::Enumerate {
+                query: Some(r#"{"Owners":["a"]}"#.into()),
+            },
+            RequestBody::System {
+                handle: 1,
+                request: SystemRequest::Pause(Some("{}".into())),
+            },
+            RequestBody::System {
+                handle: 1,
+                request: SystemRequest::Terminate,
+            },
+        ];
+        for (id, body) in requests.into_iter().enumerate() {
+            let request = Request { id: id as u64, body };
+            let text = serde_json::to_string(&request).unwrap();
+            assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), request);
+        }
+        let messages = vec![
+            HostMessage::Reply(Reply {
+                id: 7,
+                result: HResult::HCS_E_INVALID_STATE,
+                document: Some(r#"{"Error":-2143878907}"#.into()),
+            }),
+            HostMessage::Notification(Notification::SystemExited {
+                handle: 1,
+                status: r#"{"Status":0,"ExitType":"ForcedExit"}"#.into(),
+            }),
+        ];
+        for message in messages {
+            let text = serde_json::to_string(&message).unwrap();
+            assert_eq!(serde_json::from_str::<HostMessage>(&text).unwrap(), message);
+        }
+    }
+}
