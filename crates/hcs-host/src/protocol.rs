@@ -178,7 +178,10 @@ mod tests {
             },
         ];
         for (id, body) in requests.into_iter().enumerate() {
-            let request = Request { id: id as u64, body };
+            let request = Request {
+                id: id as u64,
+                body,
+            };
             let text = serde_json::to_string(&request).unwrap();
             assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), request);
         }

@@ -447,14 +447,31 @@ fn rule_24_and_27_after_an_exit_the_id_is_free_and_old_handles_answer() {
         call(|op| shut_down_compute_system(system, op, None)).0,
         HResult::HCS_E_SYSTEM_ALREADY_STOPPED
     );
-    assert_eq!(
-        call(|op| start_compute_system(system, op, None)).0,
-        HResult::HCS_E_SYSTEM_NOT_FOUND
-    );
-    assert_eq!(
-        call(|op| get_compute_system_properties(system, op, None)).0,
-        HResult::HCS_E_SYSTEM_NOT_FOUND
-    );
+    // §3.3, the "stopped / exited" column.
+    for (name, hresult) in [
+        ("start", call(|op| start_compute_system(system, op, None)).0),
+        ("pause", call(|op| pause_compute_system(system, op, None)).0),
+        (
+            "resume",
+            call(|op| resume_compute_system(system, op, None)).0,
+        ),
+        ("save", call(|op| save_compute_system(system, op, None)).0),
+        ("crash", call(|op| crash_compute_system(system, op, None)).0),
+        (
+            "properties",
+            call(|op| get_compute_system_properties(system, op, None)).0,
+        ),
+        (
+            "modify",
+            call(|op| modify_compute_system(system, op, "{}", 0)).0,
+        ),
+    ] {
+        assert_eq!(
+            hresult,
+            HResult::HCS_E_SYSTEM_NOT_FOUND,
+            "{name} after exit"
+        );
+    }
     assert_eq!(
         open_compute_system(&id, GENERIC_ALL),
         Err(HResult::HCS_E_SYSTEM_NOT_FOUND)
