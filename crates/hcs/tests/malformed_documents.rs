@@ -16,8 +16,22 @@ const DOCUMENTS: usize = 3_000;
 
 /// Values a member may be replaced with.
 const VALUES: &[&str] = &[
-    "null", "0", "-1", "1", "4294967296", "1e3", "18446744073709551616", "\"\"", "\"x\"",
-    "[]", "{}", "true", "[1,2]", "{\"A\":1}", "\"\\u0000\"", "2.5",
+    "null",
+    "0",
+    "-1",
+    "1",
+    "4294967296",
+    "1e3",
+    "18446744073709551616",
+    "\"\"",
+    "\"x\"",
+    "[]",
+    "{}",
+    "true",
+    "[1,2]",
+    "{\"A\":1}",
+    "\"\\u0000\"",
+    "2.5",
 ];
 
 fn mutate(rng: &mut StdRng, base: &str) -> String {
@@ -91,13 +105,18 @@ fn mutated_documents_fail_cleanly_and_leave_nothing() {
             let error: serde_json::Value =
                 serde_json::from_str(error.as_deref().expect("a ResultError")).unwrap();
             assert_eq!(error["Error"], hresult.0);
-            assert!(error["ErrorMessage"].as_str().is_some_and(|m| m.starts_with('$')));
+            assert!(error["ErrorMessage"]
+                .as_str()
+                .is_some_and(|m| m.starts_with('$')));
         }
         close_operation(op);
         close_compute_system(system);
     }
     eprintln!("{accepted} accepted, {refused} refused");
-    assert!(refused > DOCUMENTS / 2, "the mutations should mostly break the document");
+    assert!(
+        refused > DOCUMENTS / 2,
+        "the mutations should mostly break the document"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let live = live_counts();
