@@ -15,7 +15,7 @@ use hcs_schema::{HResult, Limits};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 /// The service core: every compute system of this host.
 #[derive(Clone)]
@@ -162,15 +162,7 @@ impl SessionShared {
     }
 
     fn reply(&self, id: u64, outcome: Result<Option<String>, Failure>, phase: &str) {
-        let (result, document) = match outcome {
-            Ok(document) => (HResult::S_OK, document),
-            Err(failure) => (failure.hresult, Some(failure.document(phase))),
-        };
-        self.deliver(HostMessage::Reply(Reply {
-            id,
-            result,
-            document,
-        }));
+        self.deliver(reply_message(id, outcome, phase));
     }
 
     fn requester(self: &Arc<Self>, request_id: u64) -> Requester {
@@ -191,10 +183,7 @@ impl SessionShared {
         let outcome = (|| -> Result<(), Failure> {
             let document = hcs_schema::parse_compute_system(doc, &parse_limits)?;
             if self.host.registry.lock().contains_key(&id) {
-                return Err(Failure::new(
-                    HResult::HCS_E_SYSTEM_ALREADY_EXISTS,
-                    format!("a compute system with id '{id}' already exists"),
-                ));
+                return Err(already_exists(&id));
             }
             // The same checks as `check_document`, with the id check where HCS puts it.
             let (plan, settings) = plan_vm(&document)?;
@@ -208,11 +197,9 @@ impl SessionShared {
                 })?;
             {
                 let mut registry = self.host.registry.lock();
+                // Checked again: another create of the same id may have won meanwhile.
                 if registry.contains_key(&id) {
-                    return Err(Failure::new(
-                        HResult::HCS_E_SYSTEM_ALREADY_EXISTS,
-                        format!("a compute system with id '{id}' already exists"),
-                    ));
+                    return Err(already_exists(&id));
                 }
                 registry.insert(id.clone(), Arc::clone(&system));
             }
@@ -271,6 +258,31 @@ impl SessionShared {
             .map(Some)
             .map_err(|e| Failure::new(HResult::E_UNEXPECTED, e.to_string()))
     }
+}
+
+fn already_exists(id: &str) -> Failure {
+    Failure::new(
+        HResult::HCS_E_SYSTEM_ALREADY_EXISTS,
+        format!("a compute system with id '{id}' already exists"),
+    )
+}
+
+/// The reply to request `id`: the document on success, else the failure's HRESULT and its
+/// `ResultError` for `phase`.
+pub(crate) fn reply_message(
+    id: u64,
+    outcome: Result<Option<String>, Failure>,
+    phase: &str,
+) -> HostMessage {
+    let (result, document) = match outcome {
+        Ok(document) => (HResult::S_OK, document),
+        Err(failure) => (failure.hresult, Some(failure.document(phase))),
+    };
+    HostMessage::Reply(Reply {
+        id,
+        result,
+        document,
+    })
 }
 
 fn engine_limits(engine: &dyn Engine) -> Result<Limits, Failure> {
@@ -352,12 +364,4 @@ impl Drop for Session {
             self.shared.close(handle);
         }
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn check<T: Send + Sync>() {}
-    check::<Host>();
-    check::<Session>();
-    let _: Option<Weak<SessionShared>> = None;
 }

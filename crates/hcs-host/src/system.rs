@@ -88,9 +88,8 @@ impl Requester {
     }
 
     pub fn reply_outcome(&self, outcome: Result<Option<String>, Failure>, phase: &str) {
-        match outcome {
-            Ok(document) => self.reply(HResult::S_OK, document),
-            Err(failure) => self.reply(failure.hresult, Some(failure.document(phase))),
+        if let Some(session) = self.session.upgrade() {
+            session.deliver(crate::host::reply_message(self.request_id, outcome, phase));
         }
     }
 }
@@ -356,26 +355,11 @@ impl System {
 
     /// Runs one job on the worker thread.
     fn run(self: &Arc<Self>, job: Job) -> bool {
-        // A job that was pending when the system began to stop gets the code of rule 53.
-        let cut = {
-            let state = self.state.lock();
-            if job.seq < state.cut_before {
-                state.stop_cause.clone()
-            } else {
-                None
-            }
-        };
-        if let (Some(cause), JobKind::Request(request)) = (&cut, &job.kind) {
-            let result = cause.pending_result(Some(request), self.settings.stop_on_reset);
+        // A request that was pending when the system began to stop gets the code of rule
+        // 53, whether it was still queued or the engine was working on it.
+        if let (Some(cause), JobKind::Request(request)) = (self.cut_cause(job.seq), &job.kind) {
             if let Some(requester) = &job.requester {
-                if result.succeeded() {
-                    requester.reply(result, None);
-                } else {
-                    requester.reply_outcome(
-                        Err(Failure::new(result, self.cut_message(cause))),
-                        request.phase(),
-                    );
-                }
+                self.reply_cut(requester, &cause, request);
             }
             return true;
         }
@@ -396,38 +380,41 @@ impl System {
                 self.request_stop(StopCause::Terminate, job.requester)
             }
             JobKind::Request(request) => {
-                let phase = request.phase();
                 let outcome = self.execute(&request);
-                // The system may have begun to stop while the engine worked.
-                let cut = {
-                    let state = self.state.lock();
-                    let stopping = matches!(state.life, Life::Stopping | Life::Stopped);
-                    if stopping && job.seq < state.cut_before {
-                        state.stop_cause.clone()
-                    } else {
-                        None
-                    }
-                };
                 if let Some(requester) = job.requester {
-                    match cut {
-                        Some(cause) => {
-                            let result =
-                                cause.pending_result(Some(&request), self.settings.stop_on_reset);
-                            if result.succeeded() {
-                                requester.reply(result, None);
-                            } else {
-                                requester.reply_outcome(
-                                    Err(Failure::new(result, self.cut_message(&cause))),
-                                    phase,
-                                );
-                            }
-                        }
-                        None => requester.reply_outcome(outcome, phase),
+                    // The system may have begun to stop while the engine worked.
+                    match self.cut_cause(job.seq) {
+                        Some(cause) => self.reply_cut(&requester, &cause, &request),
+                        None => requester.reply_outcome(outcome, request.phase()),
                     }
                 }
             }
         }
         true
+    }
+
+    /// Why job `seq` was cut short: the system began to stop after it was accepted.
+    fn cut_cause(&self, seq: u64) -> Option<StopCause> {
+        let state = self.state.lock();
+        let stopping = matches!(state.life, Life::Stopping | Life::Stopped);
+        if stopping && seq < state.cut_before {
+            state.stop_cause.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Answers a request cut short by a stop (rule 53).
+    fn reply_cut(&self, requester: &Requester, cause: &StopCause, request: &SystemRequest) {
+        let result = cause.pending_result(Some(request), self.settings.stop_on_reset);
+        if result.succeeded() {
+            requester.reply(result, None);
+        } else {
+            requester.reply_outcome(
+                Err(Failure::new(result, self.cut_message(cause))),
+                request.phase(),
+            );
+        }
     }
 
     fn cut_message(&self, cause: &StopCause) -> String {

@@ -26,6 +26,14 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
+/// A timeout in the flat API's form: `None` is `INFINITE`; longer than `INFINITE` ms is
+/// capped just below it.
+fn timeout_ms(timeout: Option<Duration>) -> u32 {
+    timeout
+        .map(|t| u32::try_from(t.as_millis()).unwrap_or(INFINITE - 1))
+        .unwrap_or(INFINITE)
+}
+
 /// An owned operation handle; dropping it closes the operation.
 #[derive(Debug)]
 pub struct Operation {
@@ -54,9 +62,7 @@ impl Operation {
 
     /// Waits for the tracked call (`None` = no limit) and returns its document.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<Option<String>, Error> {
-        let ms = timeout
-            .map(|t| u32::try_from(t.as_millis()).unwrap_or(INFINITE - 1))
-            .unwrap_or(INFINITE);
+        let ms = timeout_ms(timeout);
         let (hresult, document) = api::wait_for_operation_result(self.handle, ms);
         check(hresult, document)
     }
@@ -165,15 +171,10 @@ pub struct Creating {
 
 impl Creating {
     /// Blocks until the create completes; on failure the handle is closed.
-    pub fn wait(mut self) -> Result<ComputeSystem, Error> {
-        let pending = std::mem::replace(
-            &mut self.pending,
-            Pending::new(Operation::new(), HResult::S_OK, nothing),
-        );
+    pub fn wait(self) -> Result<ComputeSystem, Error> {
+        let Creating { system, pending } = self;
         pending.wait()?;
-        self.system
-            .take()
-            .ok_or(Error::from_hresult(HResult::E_HANDLE))
+        system.ok_or(Error::from_hresult(HResult::E_HANDLE))
     }
 
     /// The handle, before the create has completed (HCS-API rule 20).
@@ -292,9 +293,7 @@ impl ComputeSystem {
 
     /// Blocks until the system exits (`None` = no limit); returns the `SystemExitStatus`.
     pub fn wait_for_exit(&self, timeout: Option<Duration>) -> Result<String, Error> {
-        let ms = timeout
-            .map(|t| u32::try_from(t.as_millis()).unwrap_or(INFINITE - 1))
-            .unwrap_or(INFINITE);
+        let ms = timeout_ms(timeout);
         let (hresult, status) = api::wait_for_compute_system_exit(self.handle, ms);
         check(hresult, status).map(document)
     }

@@ -26,6 +26,14 @@ struct Events {
     tracked: Vec<Weak<Operation>>,
 }
 
+impl Events {
+    fn takes_operation_completions(&self) -> bool {
+        self.callback
+            .as_ref()
+            .is_some_and(|(_, _, options)| options & event_options::ENABLE_OPERATION_CALLBACKS != 0)
+    }
+}
+
 /// The client side of one system handle.
 pub(crate) struct SystemObject {
     pub handle: HcsSystem,
@@ -57,11 +65,7 @@ impl SystemObject {
 
     /// Whether operation completions go to this handle's event callback (§4.3).
     pub fn operation_callbacks_enabled(&self) -> bool {
-        self.events
-            .lock()
-            .callback
-            .as_ref()
-            .is_some_and(|(_, _, options)| options & event_options::ENABLE_OPERATION_CALLBACKS != 0)
+        self.events.lock().takes_operation_completions()
     }
 
     /// Remembers a callback-less operation aimed at this handle (for rule 55).
@@ -110,10 +114,10 @@ impl SystemObject {
     /// Offers a callback-less completion to the event callback (§4.3).
     pub fn offer_completion(self: &Arc<Self>, dispatcher: &Arc<Dispatcher>, op: &Operation) {
         let mut events = self.events.lock();
-        let enabled = events.callback.as_ref().is_some_and(|(_, _, options)| {
-            options & event_options::ENABLE_OPERATION_CALLBACKS != 0
-        });
-        if enabled && !events.closed && op.take_for_event(self.handle, false) {
+        if events.takes_operation_completions()
+            && !events.closed
+            && op.take_for_event(self.handle, false)
+        {
             events.queue.push_back(operation_event(op.handle));
             self.schedule(&mut events, dispatcher);
         }
@@ -168,13 +172,11 @@ impl SystemObject {
         }
         events.draining = true;
         let this = Arc::clone(self);
-        let ops = Arc::clone(dispatcher);
-        dispatcher.submit(move || this.drain(&ops));
+        dispatcher.submit(move || this.drain());
     }
 
     /// Delivers queued events one at a time (on a dispatcher thread).
-    fn drain(self: &Arc<Self>, dispatcher: &Arc<Dispatcher>) {
-        let _ = dispatcher;
+    fn drain(&self) {
         loop {
             let (event, callback, context) = {
                 let mut events = self.events.lock();
