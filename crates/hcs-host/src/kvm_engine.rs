@@ -7,12 +7,15 @@ use std::sync::Arc;
 
 /// The `hcs-kvm` engine: empty VMs on /dev/kvm.
 #[derive(Debug, Default)]
-pub struct KvmEngine;
+pub struct KvmEngine {
+    /// KVM's limits do not change while the host runs: asked once, on first success.
+    limits: std::sync::OnceLock<EngineLimits>,
+}
 
 impl KvmEngine {
     /// The engine; /dev/kvm is opened per VM.
     pub fn new() -> KvmEngine {
-        KvmEngine
+        KvmEngine::default()
     }
 }
 
@@ -35,11 +38,15 @@ impl Engine for KvmEngine {
     }
 
     fn limits(&self) -> Result<EngineLimits, EngineError> {
+        if let Some(limits) = self.limits.get() {
+            return Ok(*limits);
+        }
+        // A failure is not cached: /dev/kvm may become usable (module loaded, permissions).
         let info = hcs_kvm::check_kvm().map_err(engine_error)?;
-        Ok(EngineLimits {
+        Ok(*self.limits.get_or_init(|| EngineLimits {
             max_vcpus: info.max_vcpus,
             max_memory_mb: info.max_memory_mib,
-        })
+        }))
     }
 
     fn create(
