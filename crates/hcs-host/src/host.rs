@@ -176,6 +176,21 @@ impl SessionShared {
         engine_limits(self.host.engine.as_ref())
     }
 
+    /// Why `handle` names no system: its create failed, or it is not open here.
+    fn no_system(&self, handle: SystemHandle) -> Failure {
+        if self.unborn.lock().contains(&handle) {
+            Failure::new(
+                HResult::HCS_E_SYSTEM_NOT_FOUND,
+                "this handle's compute system was never created: its create failed",
+            )
+        } else {
+            Failure::new(
+                HResult::E_HANDLE,
+                format!("system handle {handle} is not open in this session"),
+            )
+        }
+    }
+
     fn create(self: &Arc<Self>, request_id: u64, handle: SystemHandle, id: String, doc: &str) {
         // Checked in the order of HCS-API §3: JSON, id in use, features, then building.
         let limits = self.limits();
@@ -325,26 +340,49 @@ impl Session {
                 let outcome = shared.enumerate(query.as_deref());
                 shared.reply(id, outcome, "Enumerate");
             }
+            RequestBody::OpenProcess { system, pid, .. } => {
+                let outcome = match shared.handles.lock().get(&system).cloned() {
+                    // No engine runs guest processes yet, so no pid names a process.
+                    Some(system) => Err(Failure::new(
+                        HResult::ERROR_NOT_FOUND,
+                        format!(
+                            "compute system '{}' has no process with id {pid}",
+                            system.id
+                        ),
+                    )),
+                    None => Err(shared.no_system(system)),
+                };
+                shared.reply(id, outcome, "OpenProcess");
+            }
+            RequestBody::CloseProcess { .. } => shared.reply(id, Ok(None), "CloseProcess"),
+            RequestBody::Process { handle, request } => shared.reply(
+                id,
+                Err(Failure::new(
+                    HResult::ERROR_NOT_FOUND,
+                    format!(
+                        "process handle {handle} names no process: its HcsCreateProcess did \
+                         not succeed"
+                    ),
+                )),
+                request.phase(),
+            ),
+            RequestBody::GetServiceProperties { query } => {
+                let outcome = crate::service::properties(query.as_deref()).map(Some);
+                shared.reply(id, outcome, "GetServiceProperties");
+            }
+            RequestBody::ModifyServiceSettings { settings } => {
+                let outcome = crate::service::modify_settings(&settings).map(|()| None);
+                shared.reply(id, outcome, "ModifyServiceSettings");
+            }
+            RequestBody::SubmitWerReport { report } => {
+                let outcome = crate::service::submit_wer_report(&report).map(|()| None);
+                shared.reply(id, outcome, "SubmitWerReport");
+            }
             RequestBody::System { handle, request } => {
                 let system = shared.handles.lock().get(&handle).cloned();
                 match system {
                     Some(system) => system.submit(shared.requester(id), request),
-                    None if shared.unborn.lock().contains(&handle) => shared.reply(
-                        id,
-                        Err(Failure::new(
-                            HResult::HCS_E_SYSTEM_NOT_FOUND,
-                            "this handle's compute system was never created: its create failed",
-                        )),
-                        request.phase(),
-                    ),
-                    None => shared.reply(
-                        id,
-                        Err(Failure::new(
-                            HResult::E_HANDLE,
-                            format!("system handle {handle} is not open in this session"),
-                        )),
-                        request.phase(),
-                    ),
+                    None => shared.reply(id, Err(shared.no_system(handle)), request.phase()),
                 }
             }
         }

@@ -28,12 +28,13 @@ mod modify;
 pub mod plan;
 mod properties;
 pub mod protocol;
+pub mod service;
 mod system;
 
 pub use engine::{Engine, EngineError, EngineExit, EngineLimits, EngineVm, VmPlan};
 pub use error::Failure;
 pub use host::{Host, Session, SystemHold};
 pub use protocol::{
-    HostMessage, MessageSink, Notification, Reply, Request, RequestBody, SystemHandle,
-    SystemRequest,
+    HostMessage, MessageSink, Notification, ProcessHandle, ProcessRequest, Reply, Request,
+    RequestBody, SystemHandle, SystemRequest,
 };

@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 /// A client-chosen number naming one system handle within a session.
 pub type SystemHandle = u64;
 
+/// A client-chosen number naming one process handle within a session (never equal to a
+/// system handle of the same session).
+pub type ProcessHandle = u64;
+
 /// A request and the number its reply will carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
@@ -62,6 +66,70 @@ pub enum RequestBody {
         /// What is asked.
         request: SystemRequest,
     },
+    /// `HcsOpenProcess`: bind `process` to the process `pid` of the system of `system`.
+    OpenProcess {
+        /// The system handle it is made through.
+        system: SystemHandle,
+        /// The process handle to bind.
+        process: ProcessHandle,
+        /// The process id in the guest.
+        pid: u32,
+    },
+    /// `HcsCloseProcess`.
+    CloseProcess {
+        /// The handle to release.
+        handle: ProcessHandle,
+    },
+    /// A request on one process.
+    Process {
+        /// The handle it is made through.
+        handle: ProcessHandle,
+        /// What is asked.
+        request: ProcessRequest,
+    },
+    /// `HcsGetServiceProperties` with its `Service_PropertyQuery`.
+    GetServiceProperties {
+        /// The query, or none.
+        query: Option<String>,
+    },
+    /// `HcsModifyServiceSettings` with its `ModificationRequest`.
+    ModifyServiceSettings {
+        /// The request.
+        settings: String,
+    },
+    /// `HcsSubmitWerReport` with its `CrashReport`.
+    SubmitWerReport {
+        /// The report.
+        report: String,
+    },
+}
+
+/// The asynchronous requests on one process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProcessRequest {
+    /// `HcsTerminateProcess`.
+    Terminate,
+    /// `HcsSignalProcess` with its `SignalProcessOptions`.
+    Signal(Option<String>),
+    /// `HcsGetProcessInfo`.
+    GetInfo,
+    /// `HcsGetProcessProperties` with its query.
+    GetProperties(Option<String>),
+    /// `HcsModifyProcess` with its `ProcessModifyRequest`.
+    Modify(String),
+}
+
+impl ProcessRequest {
+    /// The name used in logs and in error documents' phase.
+    pub fn phase(&self) -> &'static str {
+        match self {
+            ProcessRequest::Terminate => "TerminateProcess",
+            ProcessRequest::Signal(_) => "SignalProcess",
+            ProcessRequest::GetInfo => "GetProcessInfo",
+            ProcessRequest::GetProperties(_) => "GetProcessProperties",
+            ProcessRequest::Modify(_) => "ModifyProcess",
+        }
+    }
 }
 
 /// The asynchronous requests on one compute system.
@@ -85,6 +153,13 @@ pub enum SystemRequest {
     GetProperties(Option<String>),
     /// `HcsModifyComputeSystem` with its `ModifySettingRequest`.
     Modify(String),
+    /// `HcsCreateProcess`: bind `process` to a new process started with `parameters`.
+    CreateProcess {
+        /// The process handle to bind.
+        process: ProcessHandle,
+        /// The `ProcessParameters` document.
+        parameters: String,
+    },
 }
 
 impl SystemRequest {
@@ -100,6 +175,7 @@ impl SystemRequest {
             SystemRequest::Save(_) => "Save",
             SystemRequest::GetProperties(_) => "GetProperties",
             SystemRequest::Modify(_) => "Modify",
+            SystemRequest::CreateProcess { .. } => "CreateProcess",
         }
     }
 }
@@ -175,6 +251,26 @@ mod tests {
             RequestBody::System {
                 handle: 1,
                 request: SystemRequest::Terminate,
+            },
+            RequestBody::System {
+                handle: 1,
+                request: SystemRequest::CreateProcess {
+                    process: 3,
+                    parameters: r#"{"CommandLine":"true"}"#.into(),
+                },
+            },
+            RequestBody::OpenProcess {
+                system: 1,
+                process: 4,
+                pid: 42,
+            },
+            RequestBody::Process {
+                handle: 3,
+                request: ProcessRequest::Signal(Some(r#"{"Signal":15}"#.into())),
+            },
+            RequestBody::CloseProcess { handle: 3 },
+            RequestBody::GetServiceProperties {
+                query: Some(r#"{"PropertyTypes":["Basic"]}"#.into()),
             },
         ];
         for (id, body) in requests.into_iter().enumerate() {

@@ -605,6 +605,24 @@ impl System {
                     life => Err(self.invalid_state("modify", life)),
                 }
             }
+            SystemRequest::CreateProcess { parameters, .. } => {
+                hcs_schema::parse::<hcs_schema::ProcessParameters>(parameters)?;
+                match self.life() {
+                    Life::Running if !self.settings.guest_connection => Err(Failure::new(
+                        HResult::HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION,
+                        format!(
+                            "compute system '{}' has no guest to run a process in: processes \
+                             need VirtualMachine.GuestConnection and a guest with the agent",
+                            self.id
+                        ),
+                    )),
+                    Life::Running => Err(Failure::new(
+                        HResult::ERROR_NOT_SUPPORTED,
+                        "processes in a guest are not supported by this host yet",
+                    )),
+                    life => Err(self.invalid_state("create a process in", life)),
+                }
+            }
             SystemRequest::Terminate => unreachable_terminate(),
         }
     }

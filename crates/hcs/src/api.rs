@@ -1,5 +1,5 @@
 //! The HCS functions, one Rust function per C function of `computecore.h`
-//! (HCS-API §3.1 and §3.2), with the same handles, rules and HRESULTs.
+//! (HCS-API §3.1 to §3.6), with the same handles, rules and HRESULTs.
 //!
 //! This is the layer the C ABI wraps and the conformance tests drive. Handles are plain
 //! numbers checked against the client's tables, so a null, closed or wrong-kind handle
@@ -7,13 +7,14 @@
 //! ([`crate::ComputeSystem`], [`crate::Operation`]) is built on these functions.
 
 use crate::client::{client, next_handle};
+use crate::handle_object::HandleObject;
 use crate::operation::Operation;
-use crate::system_handle::SystemObject;
 use crate::types::{
-    event_options, Context, EventCallback, HcsOperation, HcsSystem, OperationCompletion,
-    OperationType, SecurityDescriptor, GENERIC_ALL, HCS_INVALID_OPERATION_ID, INFINITE,
+    event_options, operation_options, Context, EventCallback, HcsOperation, HcsProcess, HcsSystem,
+    OperationCompletion, OperationType, SecurityDescriptor, GENERIC_ALL, HCS_INVALID_OPERATION_ID,
+    INFINITE,
 };
-use hcs_host::{RequestBody, SystemRequest};
+use hcs_host::{ProcessRequest, RequestBody, SystemRequest};
 use hcs_schema::HResult;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,23 @@ pub fn create_operation(context: Context, callback: Option<OperationCompletion>)
     let op = Arc::new(Operation::new(handle, context, callback));
     client().operations.insert(handle.0, op);
     handle
+}
+
+/// `HcsCreateOperationWithNotifications`: an operation whose progress events go to
+/// `callback` (HCS-API §2.4). No engine reports progress yet, so the callback is kept and
+/// never called; completion works as for [`create_operation`] without a callback.
+/// Unknown option bits give `None`, as an allocation failure does.
+pub fn create_operation_with_notifications(
+    options: u32,
+    context: Context,
+    callback: EventCallback,
+) -> Option<HcsOperation> {
+    if options & !operation_options::ALL != 0 {
+        return None;
+    }
+    // Kept for when progress events exist; nothing raises them yet.
+    drop(callback);
+    Some(create_operation(context, None))
 }
 
 /// `HcsCloseOperation` (O-12, rules 11 and 12). Closing a null or closed handle does nothing.
@@ -91,8 +109,41 @@ pub fn get_operation_id(operation: HcsOperation) -> u64 {
 /// operation is armed and that handle open; a borrowed handle, not to be closed.
 pub fn get_compute_system_from_operation(operation: HcsOperation) -> Option<HcsSystem> {
     let client = client();
-    let system = client.operation(operation)?.system()?;
-    client.system(system).map(|_| system)
+    let target = HcsSystem(client.operation(operation)?.target()?);
+    client.system(target).map(|_| target)
+}
+
+/// `HcsGetProcessFromOperation` (O-18): the process the tracked call concerns while the
+/// operation is armed and that process handle open; borrowed, not to be closed.
+pub fn get_process_from_operation(operation: HcsOperation) -> Option<HcsProcess> {
+    let client = client();
+    let process = client.operation(operation)?.process()?;
+    client.process(process).map(|_| process)
+}
+
+/// `HcsGetOperationProperties` (HCS-API §2.4): an `OperationInfo` document. `options`
+/// must be absent or `{}`.
+pub fn get_operation_properties(
+    operation: HcsOperation,
+    options: Option<&str>,
+) -> Result<String, HResult> {
+    let op = client().operation(operation).ok_or(HResult::E_HANDLE)?;
+    if let Some(options) = options {
+        match serde_json::from_str::<serde_json::Value>(options) {
+            Ok(serde_json::Value::Object(map)) if map.is_empty() => {}
+            _ => return Err(HResult::E_INVALIDARG),
+        }
+    }
+    Ok(crate::operation_info::document(&op.info()))
+}
+
+/// `HcsAddResourceToOperation`: host resources (jobs, sockets) have no Linux meaning
+/// yet: `E_NOTIMPL` (HCS-API §2.4).
+pub fn add_resource_to_operation(operation: HcsOperation) -> HResult {
+    match client().operation(operation) {
+        Some(_) => HResult::E_NOTIMPL,
+        None => HResult::E_HANDLE,
+    }
 }
 
 /// `HcsGetOperationResult` (O-3 to O-5, rules 2, 3, 5, 16).
@@ -122,22 +173,25 @@ pub fn cancel_operation(_operation: HcsOperation) -> HResult {
 // ---------------------------------------------------------------------------------------
 // Compute systems (§3.2)
 
+/// Arms `op` for a call made through `handle` (a system or process handle), about
+/// `process` for the process functions.
 fn arm(
     op: &Arc<Operation>,
-    system: Option<&Arc<SystemObject>>,
+    handle: Option<&Arc<HandleObject>>,
     op_type: OperationType,
+    process: Option<HcsProcess>,
 ) -> Result<u64, HResult> {
     // §4.3, rule 33: an operation with its own callback is refused on a handle whose
     // event callback takes operation completions.
-    if let Some(system) = system {
-        if op.has_callback() && system.operation_callbacks_enabled() {
+    if let Some(handle) = handle {
+        if op.has_callback() && handle.operation_callbacks_enabled() {
             return Err(HResult::HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET);
         }
     }
-    let generation = op.arm(op_type, system.map(|s| s.handle))?;
-    if let Some(system) = system {
+    let generation = op.arm(op_type, handle.map(|h| h.handle), process)?;
+    if let Some(handle) = handle {
         if !op.has_callback() {
-            system.track(op);
+            handle.track(op);
         }
     }
     Ok(generation)
@@ -156,7 +210,7 @@ fn system_request(
     let Some(op) = client.operation(operation) else {
         return HResult::E_HANDLE;
     };
-    let generation = match arm(&op, Some(&system), op_type) {
+    let generation = match arm(&op, Some(&system), op_type, None) {
         Ok(generation) => generation,
         Err(hresult) => return hresult,
     };
@@ -164,7 +218,7 @@ fn system_request(
         op,
         generation,
         RequestBody::System {
-            handle: system.handle.0,
+            handle: system.handle,
             request,
         },
     );
@@ -177,7 +231,7 @@ pub fn enumerate_compute_systems(query: Option<&str>, operation: HcsOperation) -
     let Some(op) = client.operation(operation) else {
         return HResult::E_HANDLE;
     };
-    let generation = match arm(&op, None, OperationType::Enumerate) {
+    let generation = match arm(&op, None, OperationType::Enumerate, None) {
         Ok(generation) => generation,
         Err(hresult) => return hresult,
     };
@@ -205,8 +259,8 @@ pub fn create_compute_system(
     let client = client();
     let op = client.operation(operation).ok_or(HResult::E_HANDLE)?;
     let handle = HcsSystem(next_handle());
-    let system = Arc::new(SystemObject::new(handle, id.to_owned()));
-    let generation = arm(&op, Some(&system), OperationType::Create)?;
+    let system = Arc::new(HandleObject::system(handle.0, id.to_owned()));
+    let generation = arm(&op, Some(&system), OperationType::Create, None)?;
     client.systems.insert(handle.0, system);
     client.send_for_operation(
         op,
@@ -227,9 +281,10 @@ pub fn open_compute_system(id: &str, requested_access: u32) -> Result<HcsSystem,
     }
     let client = client();
     let handle = HcsSystem(next_handle());
-    client
-        .systems
-        .insert(handle.0, Arc::new(SystemObject::new(handle, id.to_owned())));
+    client.systems.insert(
+        handle.0,
+        Arc::new(HandleObject::system(handle.0, id.to_owned())),
+    );
     let (result, _) = client.send_and_wait(RequestBody::OpenSystem {
         handle: handle.0,
         id: id.to_owned(),
@@ -440,6 +495,246 @@ fn check_handles(system: HcsSystem, operation: HcsOperation) -> Result<(), HResu
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// Processes (§3.4)
+
+/// `HcsCreateProcess` (rule 39): the handle is returned at once; the outcome comes through
+/// the operation, which reports to the *system* handle's event callback (§4.3). No engine
+/// runs guest processes yet: a running system without a guest connection answers
+/// `HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION`, any other state per HCS-API §3.3.
+pub fn create_process(
+    system: HcsSystem,
+    parameters: &str,
+    operation: HcsOperation,
+    security_descriptor: Option<&SecurityDescriptor>,
+) -> Result<HcsProcess, HResult> {
+    let client = client();
+    let system = client.system(system).ok_or(HResult::E_HANDLE)?;
+    let op = client.operation(operation).ok_or(HResult::E_HANDLE)?;
+    if security_descriptor.is_some() {
+        return Err(HResult::E_INVALIDARG);
+    }
+    let handle = HcsProcess(next_handle());
+    let process = Arc::new(HandleObject::process(handle.0, system.id.clone()));
+    let generation = arm(
+        &op,
+        Some(&system),
+        OperationType::CreateProcess,
+        Some(handle),
+    )?;
+    client.processes.insert(handle.0, process);
+    client.send_for_operation(
+        op,
+        generation,
+        RequestBody::System {
+            handle: system.handle,
+            request: SystemRequest::CreateProcess {
+                process: handle.0,
+                parameters: parameters.to_owned(),
+            },
+        },
+    );
+    Ok(handle)
+}
+
+/// `HcsOpenProcess`: a new handle to process `pid` of the system; an unknown pid is
+/// `HRESULT_FROM_WIN32(ERROR_NOT_FOUND)`. `requestedAccess` is ignored (HCS-API §3.4).
+pub fn open_process(
+    system: HcsSystem,
+    pid: u32,
+    _requested_access: u32,
+) -> Result<HcsProcess, HResult> {
+    let client = client();
+    let system = client.system(system).ok_or(HResult::E_HANDLE)?;
+    let handle = HcsProcess(next_handle());
+    client.processes.insert(
+        handle.0,
+        Arc::new(HandleObject::process(handle.0, system.id.clone())),
+    );
+    let (result, _) = client.send_and_wait(RequestBody::OpenProcess {
+        system: system.handle,
+        process: handle.0,
+        pid,
+    });
+    if result.failed() {
+        if let Some(object) = client.processes.remove(handle.0) {
+            object.close();
+        }
+        return Err(result);
+    }
+    Ok(handle)
+}
+
+/// `HcsCloseProcess`: releases the handle only; no callback of it runs after it returns.
+pub fn close_process(process: HcsProcess) {
+    let client = client();
+    if let Some(object) = client.processes.remove(process.0) {
+        object.close();
+        client.send_and_forget(RequestBody::CloseProcess { handle: process.0 });
+    }
+}
+
+fn process_request(
+    process: HcsProcess,
+    operation: HcsOperation,
+    op_type: OperationType,
+    request: ProcessRequest,
+) -> HResult {
+    let client = client();
+    let Some(object) = client.process(process) else {
+        return HResult::E_HANDLE;
+    };
+    let Some(op) = client.operation(operation) else {
+        return HResult::E_HANDLE;
+    };
+    let generation = match arm(&op, Some(&object), op_type, Some(process)) {
+        Ok(generation) => generation,
+        Err(hresult) => return hresult,
+    };
+    client.send_for_operation(
+        op,
+        generation,
+        RequestBody::Process {
+            handle: process.0,
+            request,
+        },
+    );
+    HResult::S_OK
+}
+
+/// `HcsTerminateProcess` (rule 41); `options` is reserved (rule 21). Reported as
+/// `SignalProcess`, the type HCS has for it (HCS-API §9 item 7).
+pub fn terminate_process(
+    process: HcsProcess,
+    operation: HcsOperation,
+    options: Option<&str>,
+) -> HResult {
+    if client().process(process).is_none() || client().operation(operation).is_none() {
+        return HResult::E_HANDLE;
+    }
+    if let Err(hresult) = reserved_null(options) {
+        return hresult;
+    }
+    process_request(
+        process,
+        operation,
+        OperationType::SignalProcess,
+        ProcessRequest::Terminate,
+    )
+}
+
+/// `HcsSignalProcess` with optional `SignalProcessOptions` (rule 41).
+pub fn signal_process(
+    process: HcsProcess,
+    operation: HcsOperation,
+    options: Option<&str>,
+) -> HResult {
+    process_request(
+        process,
+        operation,
+        OperationType::SignalProcess,
+        ProcessRequest::Signal(options.map(str::to_owned)),
+    )
+}
+
+/// `HcsGetProcessInfo` (rule 40).
+pub fn get_process_info(process: HcsProcess, operation: HcsOperation) -> HResult {
+    process_request(
+        process,
+        operation,
+        OperationType::GetProcessInfo,
+        ProcessRequest::GetInfo,
+    )
+}
+
+/// `HcsGetProcessProperties` (rule 42).
+pub fn get_process_properties(
+    process: HcsProcess,
+    operation: HcsOperation,
+    property_query: Option<&str>,
+) -> HResult {
+    process_request(
+        process,
+        operation,
+        OperationType::GetProcessProperties,
+        ProcessRequest::GetProperties(property_query.map(str::to_owned)),
+    )
+}
+
+/// `HcsModifyProcess` with a `ProcessModifyRequest`.
+pub fn modify_process(process: HcsProcess, operation: HcsOperation, settings: &str) -> HResult {
+    process_request(
+        process,
+        operation,
+        OperationType::ModifyProcess,
+        ProcessRequest::Modify(settings.to_owned()),
+    )
+}
+
+/// `HcsSetProcessCallback` (§4.2, rules 32, 33, 35).
+pub fn set_process_callback(
+    process: HcsProcess,
+    callback_options: u32,
+    context: Context,
+    callback: Option<EventCallback>,
+) -> HResult {
+    let client = client();
+    let Some(object) = client.process(process) else {
+        return HResult::E_HANDLE;
+    };
+    if callback_options & !event_options::ALL != 0 {
+        return HResult::E_INVALIDARG;
+    }
+    let Some(callback) = callback else {
+        return HResult::E_POINTER;
+    };
+    object.set_callback(&client.dispatcher, callback_options, context, callback)
+}
+
+/// `HcsWaitForProcessExit` (rule 30): the `ProcessStatus` at the exit, or
+/// `HCS_E_OPERATION_TIMEOUT`.
+pub fn wait_for_process_exit(process: HcsProcess, timeout_ms: u32) -> (HResult, Option<String>) {
+    match client().process(process) {
+        Some(object) => object.wait_for_exit(timeout(timeout_ms)),
+        None => (HResult::E_HANDLE, None),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Host service (§3.5)
+
+/// `HcsGetServiceProperties` with a `Service_PropertyQuery` (rule 43).
+pub fn get_service_properties(query: Option<&str>) -> (HResult, Option<String>) {
+    client().send_and_wait(RequestBody::GetServiceProperties {
+        query: query.map(str::to_owned),
+    })
+}
+
+/// `HcsModifyServiceSettings` with a `ModificationRequest`.
+pub fn modify_service_settings(settings: &str) -> (HResult, Option<String>) {
+    client().send_and_wait(RequestBody::ModifyServiceSettings {
+        settings: settings.to_owned(),
+    })
+}
+
+/// `HcsSubmitWerReport` with a `CrashReport` (the `EventData` of a crash report event).
+pub fn submit_wer_report(report: &str) -> HResult {
+    client()
+        .send_and_wait(RequestBody::SubmitWerReport {
+            report: report.to_owned(),
+        })
+        .0
+}
+
+// ---------------------------------------------------------------------------------------
+// VM utility functions (§3.6)
+
+pub use crate::state_files::{
+    create_empty_guest_state_file, create_empty_runtime_state_file,
+    get_processor_compatibility_from_saved_state, grant_vm_access, grant_vm_group_access,
+    revoke_vm_access, revoke_vm_group_access,
+};
 
 // ---------------------------------------------------------------------------------------
 // Diagnostics

@@ -8,9 +8,9 @@
 //! runs user code itself.
 
 use crate::dispatcher::Dispatcher;
+use crate::handle_object::HandleObject;
 use crate::operation::{Operation, Route};
-use crate::system_handle::SystemObject;
-use crate::types::{HcsOperation, HcsSystem};
+use crate::types::{HcsOperation, HcsProcess, HcsSystem};
 use hcs_host::{Host, HostMessage, MessageSink, Notification, Request, RequestBody, Session};
 use hcs_schema::HResult;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -19,7 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 /// Handles never repeat within a process, so a closed handle is always recognised.
-static NEXT_HANDLE: AtomicU64 = AtomicU64::new(0x1000);
+///
+/// They start high, at a value no x86-64 user-space pointer can have (it is not a
+/// canonical address), so that a stray pointer or small integer handed to the C API
+/// as a handle is never mistaken for a live one.
+const FIRST_HANDLE: u64 = 0x4843_5300_0000_1000;
+static NEXT_HANDLE: AtomicU64 = AtomicU64::new(FIRST_HANDLE);
 
 pub(crate) fn next_handle() -> u64 {
     NEXT_HANDLE.fetch_add(1, Ordering::Relaxed)
@@ -91,7 +96,8 @@ impl SyncSlot {
 /// The process's client state.
 pub(crate) struct Client {
     pub operations: HandleTable<Operation>,
-    pub systems: HandleTable<SystemObject>,
+    pub systems: HandleTable<HandleObject>,
+    pub processes: HandleTable<HandleObject>,
     pub dispatcher: Arc<Dispatcher>,
     awaiting: Mutex<HashMap<u64, Awaiting>>,
     next_request: AtomicU64,
@@ -123,6 +129,7 @@ impl Client {
         let client = Arc::new(Client {
             operations: HandleTable::new(),
             systems: HandleTable::new(),
+            processes: HandleTable::new(),
             dispatcher: Arc::new(Dispatcher::new()),
             awaiting: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
@@ -200,9 +207,13 @@ impl Client {
                 let op = Arc::clone(op);
                 self.dispatcher.submit(move || op.run_callback(generation));
             }
-            Route::Event(Some(system)) => {
-                if let Some(system) = self.systems.get(system.0) {
-                    system.offer_completion(&self.dispatcher, op);
+            Route::Event(Some(target)) => {
+                let handle = self
+                    .systems
+                    .get(target)
+                    .or_else(|| self.processes.get(target));
+                if let Some(handle) = handle {
+                    handle.offer_completion(&self.dispatcher, op);
                 }
             }
             Route::Event(None) => {}
@@ -216,10 +227,17 @@ impl Client {
         self.operations.get(handle.0)
     }
 
-    pub fn system(&self, handle: HcsSystem) -> Option<Arc<SystemObject>> {
+    pub fn system(&self, handle: HcsSystem) -> Option<Arc<HandleObject>> {
         if handle.0 == 0 {
             return None;
         }
         self.systems.get(handle.0)
+    }
+
+    pub fn process(&self, handle: HcsProcess) -> Option<Arc<HandleObject>> {
+        if handle.0 == 0 {
+            return None;
+        }
+        self.processes.get(handle.0)
     }
 }

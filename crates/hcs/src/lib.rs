@@ -39,17 +39,19 @@ pub mod api;
 mod client;
 mod dispatcher;
 mod error;
+mod handle_object;
 mod idiomatic;
 mod operation;
+mod operation_info;
+mod state_files;
 mod sync;
-mod system_handle;
 mod types;
 
 pub use error::Error;
 pub use hcs_schema::HResult;
 pub use idiomatic::{enumerate, ComputeSystem, Creating, EventStream, Operation, Pending};
 pub use types::{
-    event_options, Context, Event, EventCallback, EventType, HcsOperation, HcsSystem,
-    OperationCompletion, OperationType, SecurityDescriptor, GENERIC_ALL, HCS_INVALID_OPERATION_ID,
-    INFINITE,
+    event_options, operation_options, Context, Event, EventCallback, EventType, HcsOperation,
+    HcsProcess, HcsSystem, OperationCompletion, OperationType, SecurityDescriptor, GENERIC_ALL,
+    HCS_INVALID_OPERATION_ID, INFINITE,
 };

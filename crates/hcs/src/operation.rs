@@ -11,7 +11,8 @@
 //! * Get never blocks: `HCS_E_OPERATION_NOT_STARTED`, `HCS_E_OPERATION_PENDING`, or the
 //!   tracked call's result (O-3, O-4, O-5). Wait blocks until completion or its deadline.
 //! * A completion is routed exactly once: to the operation's own callback if it has one,
-//!   else to the event callback of the system handle it targeted when that handle enabled
+//!   else to the event callback of the handle it was made through (a system or process
+//!   handle) when that handle enabled
 //!   operation callbacks (now or, for an unread completion, later: rule 55).
 //! * Callbacks run on dispatcher threads with no lock of ours held. `close` waits for a
 //!   callback running on another thread, so that none runs after it returns (rule 12);
@@ -20,10 +21,10 @@
 //!   again (`HCS_E_OPERATION_ALREADY_STARTED`): each tracked call gets its callback.
 
 use crate::sync::{current_thread, Condvar, Mutex, ThreadId};
-use crate::types::{Context, HcsOperation, HcsSystem, OperationCompletion, OperationType};
+use crate::types::{Context, HcsOperation, HcsProcess, OperationCompletion, OperationType};
 use hcs_schema::HResult;
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Where an operation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +50,14 @@ struct State {
     callback: Option<OperationCompletion>,
     phase: Phase,
     op_type: OperationType,
-    system: Option<HcsSystem>,
+    /// The handle (system or process) the tracked call was made through: completions
+    /// without a callback go to its event callback (§4.3).
+    target: Option<u64>,
+    /// The process the tracked call concerns (O-18), if any.
+    process: Option<HcsProcess>,
+    /// When the tracked call was accepted and when it completed.
+    started_at: Option<SystemTime>,
+    ended_at: Option<SystemTime>,
     result: HResult,
     document: Option<String>,
     /// Get or Wait observed the current completion.
@@ -70,12 +78,22 @@ pub(crate) struct Operation {
     changed: Condvar,
 }
 
+/// A snapshot of the tracked call, for `HcsGetOperationProperties`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OperationInfo {
+    pub op_type: OperationType,
+    pub started_at: Option<SystemTime>,
+    pub ended_at: Option<SystemTime>,
+    /// The result, once completed.
+    pub result: Option<HResult>,
+}
+
 /// What became of a completion once recorded.
 pub(crate) enum Route {
     /// Run the operation's own callback (generation given) on the dispatcher.
     Callback(u64),
-    /// No own callback: offer it to the targeted system handle's event callback.
-    Event(Option<HcsSystem>),
+    /// No own callback: offer it to the event callback of the handle it was made through.
+    Event(Option<u64>),
     /// Closed, or stale: nobody is told.
     Nobody,
 }
@@ -93,7 +111,10 @@ impl Operation {
                 callback,
                 phase: Phase::NotStarted,
                 op_type: OperationType::None,
-                system: None,
+                target: None,
+                process: None,
+                started_at: None,
+                ended_at: None,
                 result: HResult::S_OK,
                 document: None,
                 read: false,
@@ -140,17 +161,44 @@ impl Operation {
         self.state.lock().op_type
     }
 
-    /// O-2/O-18: the system of the tracked call, while armed.
-    pub fn system(&self) -> Option<HcsSystem> {
+    /// O-2/O-18: the handle the tracked call was made through, while armed.
+    pub fn target(&self) -> Option<u64> {
         let state = self.state.lock();
         match state.phase {
             Phase::NotStarted => None,
-            _ => state.system,
+            _ => state.target,
         }
     }
 
-    /// O-2, O-7, O-8: makes the operation track a new call. Returns the call's generation.
-    pub fn arm(&self, op_type: OperationType, system: Option<HcsSystem>) -> Result<u64, HResult> {
+    /// O-18: the process of the tracked call, while armed.
+    pub fn process(&self) -> Option<HcsProcess> {
+        let state = self.state.lock();
+        match state.phase {
+            Phase::NotStarted => None,
+            _ => state.process,
+        }
+    }
+
+    /// What `HcsGetOperationProperties` reports: the type, when the tracked call was
+    /// accepted and completed, and its result once complete.
+    pub fn info(&self) -> OperationInfo {
+        let state = self.state.lock();
+        OperationInfo {
+            op_type: state.op_type,
+            started_at: state.started_at,
+            ended_at: state.ended_at,
+            result: (state.phase == Phase::Completed).then_some(state.result),
+        }
+    }
+
+    /// O-2, O-7, O-8: makes the operation track a new call made through handle `target`
+    /// (about `process`, for the process functions). Returns the call's generation.
+    pub fn arm(
+        &self,
+        op_type: OperationType,
+        target: Option<u64>,
+        process: Option<HcsProcess>,
+    ) -> Result<u64, HResult> {
         let mut state = self.state.lock();
         if state.closed {
             return Err(HResult::E_HANDLE);
@@ -167,7 +215,10 @@ impl Operation {
         }
         state.phase = Phase::Pending;
         state.op_type = op_type;
-        state.system = system;
+        state.target = target;
+        state.process = process;
+        state.started_at = Some(SystemTime::now());
+        state.ended_at = None;
         state.result = HResult::S_OK;
         state.document = None;
         state.read = false;
@@ -184,6 +235,7 @@ impl Operation {
                 return Route::Nobody;
             }
             state.phase = Phase::Completed;
+            state.ended_at = Some(SystemTime::now());
             state.result = result;
             state.document = document;
             let wakers = std::mem::take(&mut state.wakers);
@@ -193,7 +245,7 @@ impl Operation {
                 state.delivery = Delivery::Queued;
                 Route::Callback(generation)
             } else {
-                Route::Event(state.system)
+                Route::Event(state.target)
             };
             (route, wakers)
         };
@@ -240,13 +292,13 @@ impl Operation {
     /// §4.3: marks the current completion as delivered through an event, if it may be:
     /// completed, open, without its own callback, not yet reported, and — when `unread_only`
     /// (a completion older than the registration, rule 55) — not read by Get or Wait.
-    pub fn take_for_event(&self, system: HcsSystem, unread_only: bool) -> bool {
+    pub fn take_for_event(&self, target: u64, unread_only: bool) -> bool {
         let mut state = self.state.lock();
         let eligible = state.phase == Phase::Completed
             && !state.closed
             && state.callback.is_none()
             && !state.reported
-            && state.system == Some(system)
+            && state.target == Some(target)
             && !(unread_only && state.read);
         if eligible {
             state.reported = true;
@@ -365,7 +417,7 @@ mod tests {
     #[test]
     fn rule_3_and_4_pending_get_and_wait_timeout() {
         let op = op();
-        op.arm(OperationType::Start, None).unwrap();
+        op.arm(OperationType::Start, None, None).unwrap();
         assert_eq!(op.get().0, HResult::HCS_E_OPERATION_PENDING);
         let started = Instant::now();
         assert_eq!(
@@ -378,9 +430,9 @@ mod tests {
     #[test]
     fn rule_8_pending_operation_cannot_be_armed_again() {
         let op = op();
-        let generation = op.arm(OperationType::Start, None).unwrap();
+        let generation = op.arm(OperationType::Start, None, None).unwrap();
         assert_eq!(
-            op.arm(OperationType::Pause, None),
+            op.arm(OperationType::Pause, None, None),
             Err(HResult::HCS_E_OPERATION_ALREADY_STARTED)
         );
         assert_eq!(op.op_type(), OperationType::Start);
@@ -394,9 +446,9 @@ mod tests {
     #[test]
     fn rule_7_completed_operation_is_rearmed_with_fresh_results() {
         let op = op();
-        let g = op.arm(OperationType::Create, None).unwrap();
+        let g = op.arm(OperationType::Create, None, None).unwrap();
         op.complete(g, HResult::E_FAIL, Some("{}".into()));
-        let g = op.arm(OperationType::Start, None).unwrap();
+        let g = op.arm(OperationType::Start, None, None).unwrap();
         assert_eq!(op.get(), (HResult::HCS_E_OPERATION_PENDING, None));
         op.complete(g, HResult::S_OK, None);
         assert_eq!(op.get(), (HResult::S_OK, None));
@@ -406,7 +458,7 @@ mod tests {
     #[test]
     fn rule_16_repeated_reads_return_the_same_result() {
         let op = op();
-        let g = op.arm(OperationType::GetProperties, None).unwrap();
+        let g = op.arm(OperationType::GetProperties, None, None).unwrap();
         op.complete(g, HResult::S_OK, Some("{\"Id\":\"x\"}".into()));
         assert_eq!(op.get(), op.wait(None));
     }
@@ -414,7 +466,7 @@ mod tests {
     #[test]
     fn stale_generation_is_ignored() {
         let op = op();
-        let g = op.arm(OperationType::Start, None).unwrap();
+        let g = op.arm(OperationType::Start, None, None).unwrap();
         assert!(matches!(
             op.complete(g + 1, HResult::S_OK, None),
             Route::Nobody
@@ -436,7 +488,7 @@ mod tests {
                 d.store(true, std::sync::atomic::Ordering::SeqCst);
             })),
         ));
-        let g = op.arm(OperationType::Start, None).unwrap();
+        let g = op.arm(OperationType::Start, None, None).unwrap();
         assert!(matches!(
             op.complete(g, HResult::S_OK, None),
             Route::Callback(_)
@@ -482,7 +534,7 @@ mod loom_tests {
             let calls = Arc::new(AtomicUsize::new(0));
             let closed = Arc::new(AtomicBool::new(false));
             let op = counting_operation(&calls, &closed);
-            let generation = op.arm(OperationType::Start, None).unwrap();
+            let generation = op.arm(OperationType::Start, None, None).unwrap();
             let host = {
                 let op = Arc::clone(&op);
                 loom::thread::spawn(move || {
@@ -506,7 +558,7 @@ mod loom_tests {
             let calls = Arc::new(AtomicUsize::new(0));
             let closed = Arc::new(AtomicBool::new(false));
             let op = counting_operation(&calls, &closed);
-            let generation = op.arm(OperationType::Start, None).unwrap();
+            let generation = op.arm(OperationType::Start, None, None).unwrap();
             let host = {
                 let op = Arc::clone(&op);
                 loom::thread::spawn(move || {
@@ -529,7 +581,7 @@ mod loom_tests {
             let calls = Arc::new(AtomicUsize::new(0));
             let closed = Arc::new(AtomicBool::new(false));
             let op = counting_operation(&calls, &closed);
-            let generation = op.arm(OperationType::Start, None).unwrap();
+            let generation = op.arm(OperationType::Start, None, None).unwrap();
             let route = op.complete(generation, HResult::S_OK, None);
             let dispatcher = {
                 let op = Arc::clone(&op);
@@ -539,7 +591,7 @@ mod loom_tests {
                     }
                 })
             };
-            match op.arm(OperationType::Pause, None) {
+            match op.arm(OperationType::Pause, None, None) {
                 Ok(_) => assert_eq!(calls.load(Ordering::SeqCst), 1, "armed before delivery"),
                 Err(hresult) => assert_eq!(hresult, HResult::HCS_E_OPERATION_ALREADY_STARTED),
             }
@@ -554,8 +606,8 @@ mod loom_tests {
     fn event_report_is_taken_once() {
         loom::model(|| {
             let op = Arc::new(Operation::new(HcsOperation(2), 0, None));
-            let system = HcsSystem(7);
-            let generation = op.arm(OperationType::Create, Some(system)).unwrap();
+            let system = 7;
+            let generation = op.arm(OperationType::Create, Some(system), None).unwrap();
             op.complete(generation, HResult::S_OK, None);
             let other = {
                 let op = Arc::clone(&op);

@@ -12,6 +12,21 @@ pub struct HcsOperation(pub u64);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HcsSystem(pub u64);
 
+/// A process handle (`HCS_PROCESS`): a number that stays invalid once closed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HcsProcess(pub u64);
+
+impl fmt::Debug for HcsProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HCS_PROCESS({:#x})", self.0)
+    }
+}
+
+impl HcsProcess {
+    /// The null handle.
+    pub const NULL: HcsProcess = HcsProcess(0);
+}
+
 impl fmt::Debug for HcsOperation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "HCS_OPERATION({:#x})", self.0)
@@ -122,6 +137,18 @@ pub enum EventType {
     GroupLiveMigration = 0x8000_0003,
     /// Operation information group.
     GroupOperationInfo = 0xC000_0001,
+}
+
+/// `HCS_OPERATION_OPTIONS` flags of `HcsCreateOperationWithNotifications` (HCS-API §5.3).
+pub mod operation_options {
+    /// `HcsOperationOptionNone`.
+    pub const NONE: u32 = 0x0;
+    /// `HcsOperationOptionProgressUpdate`.
+    pub const PROGRESS_UPDATE: u32 = 0x1;
+    /// `HcsOperationOptionReserved1`.
+    pub const RESERVED1: u32 = 0x2;
+    /// Every defined bit; others are refused.
+    pub const ALL: u32 = 0x3;
 }
 
 /// `HCS_EVENT_OPTIONS` flags (HCS-API §4.1).

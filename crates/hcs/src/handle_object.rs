@@ -1,5 +1,10 @@
-//! One compute-system handle (`HCS_SYSTEM`) on the client side: its event callback and
-//! event queue, and the latched exit status.
+//! One event-raising handle on the client side, a compute system (`HCS_SYSTEM`) or a
+//! process (`HCS_PROCESS`): its event callback and event queue, and the latched exit
+//! status (`SystemExitStatus` or `ProcessStatus`).
+//!
+//! The two kinds behave alike (HCS-API §4.2): one callback per handle, operation
+//! completions under `HcsEventOptionEnableOperationCallbacks`, one exit event, exit waits.
+//! They differ only in the exit event's type.
 //!
 //! Events of one handle are delivered one at a time and in order, on dispatcher threads
 //! (HCS-API §4.2 item 9, rule 56); closing the handle waits for a callback of it running on
@@ -7,7 +12,7 @@
 
 use crate::dispatcher::Dispatcher;
 use crate::operation::Operation;
-use crate::types::{event_options, Context, Event, EventCallback, EventType, HcsSystem};
+use crate::types::{event_options, Context, Event, EventCallback, EventType};
 use hcs_schema::HResult;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
@@ -34,21 +39,36 @@ impl Events {
     }
 }
 
-/// The client side of one system handle.
-pub(crate) struct SystemObject {
-    pub handle: HcsSystem,
+/// The client side of one system or process handle.
+pub(crate) struct HandleObject {
+    /// The handle's number (`HcsSystem.0` or `HcsProcess.0`).
+    pub handle: u64,
+    /// The compute system's id (for a process, its system's).
     pub id: String,
+    /// `SystemExited` or `ProcessExited`.
+    exit_event: EventType,
     events: Mutex<Events>,
     idle: Condvar,
     exit: Mutex<Option<String>>,
     exited: Condvar,
 }
 
-impl SystemObject {
-    pub fn new(handle: HcsSystem, id: String) -> SystemObject {
-        SystemObject {
+impl HandleObject {
+    /// A compute-system handle.
+    pub fn system(handle: u64, id: String) -> HandleObject {
+        HandleObject::new(handle, id, EventType::SystemExited)
+    }
+
+    /// A process handle in compute system `id`.
+    pub fn process(handle: u64, id: String) -> HandleObject {
+        HandleObject::new(handle, id, EventType::ProcessExited)
+    }
+
+    fn new(handle: u64, id: String, exit_event: EventType) -> HandleObject {
+        HandleObject {
             handle,
             id,
+            exit_event,
             events: Mutex::new(Events {
                 callback: None,
                 queue: VecDeque::new(),
@@ -123,7 +143,8 @@ impl SystemObject {
         }
     }
 
-    /// The system exited: latch the status for waiters and raise the event (rule 26).
+    /// The system or process exited: latch the status for waiters and raise the event
+    /// (rules 26, 35).
     pub fn exited(self: &Arc<Self>, dispatcher: &Arc<Dispatcher>, status: String) {
         {
             let mut exit = self.exit.lock();
@@ -136,7 +157,7 @@ impl SystemObject {
         let mut events = self.events.lock();
         if events.callback.is_some() && !events.closed {
             events.queue.push_back(Event {
-                event_type: EventType::SystemExited,
+                event_type: self.exit_event,
                 event_data: Some(status),
                 operation: None,
             });
@@ -144,7 +165,8 @@ impl SystemObject {
         }
     }
 
-    /// `HcsWaitForComputeSystemExit` (rule 30): a latched broadcast.
+    /// `HcsWaitForComputeSystemExit` / `HcsWaitForProcessExit` (rule 30): a latched
+    /// broadcast.
     pub fn wait_for_exit(&self, timeout: Option<Duration>) -> (HResult, Option<String>) {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut exit = self.exit.lock();
@@ -200,7 +222,7 @@ impl SystemObject {
                 callback(&event, context)
             }));
             if outcome.is_err() {
-                tracing::error!(system = ?self.handle, "an event callback panicked");
+                tracing::error!(handle = self.handle, "an event callback panicked");
             }
             self.events.lock().running_on = None;
             self.idle.notify_all();
