@@ -746,6 +746,8 @@ pub struct LiveCounts {
     pub operations: usize,
     /// Open compute-system handles.
     pub system_handles: usize,
+    /// Open process handles.
+    pub process_handles: usize,
     /// Compute systems that exist in the embedded host.
     pub systems: usize,
     /// VMs alive in the embedded host's engine.
@@ -758,6 +760,7 @@ pub fn live_counts() -> LiveCounts {
     LiveCounts {
         operations: client.operations.len(),
         system_handles: client.systems.len(),
+        process_handles: client.processes.len(),
         systems: client.host.system_count(),
         vms: client.host.live_vm_count(),
     }
