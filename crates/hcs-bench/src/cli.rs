@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{latency, lifecycle, memory, throughput, BenchError, Result};
+use crate::{c_api, latency, lifecycle, memory, throughput, BenchError, Result};
 
 /// One part of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,15 +16,18 @@ pub enum Part {
     Throughput,
     /// 4: RSS with many idle VMs.
     Memory,
+    /// 5: completion latency through the C API vs the Rust API.
+    CApi,
 }
 
 impl Part {
     /// Every part, in order.
-    pub const ALL: [Part; 4] = [
+    pub const ALL: [Part; 5] = [
         Part::Lifecycle,
         Part::Latency,
         Part::Throughput,
         Part::Memory,
+        Part::CApi,
     ];
 
     /// The subcommand that selects this part.
@@ -34,6 +37,7 @@ impl Part {
             Part::Latency => "latency",
             Part::Throughput => "throughput",
             Part::Memory => "memory",
+            Part::CApi => "c-api",
         }
     }
 }
@@ -78,13 +82,13 @@ const USAGE: &str = "\
 usage: hcs-bench [PART...] [OPTIONS]
        cargo bench -p hcs-bench -- [PART...] [OPTIONS]
 
-parts (default: all): lifecycle latency throughput memory
+parts (default: all): lifecycle latency throughput memory c-api
 
 options:
   --iterations N        lifecycle cycles per line (default 300)
   --qemu-iterations N   QEMU peer samples, interleaved (default 50; 0 skips QEMU)
   --warmup N            untimed warm-up cycles (default 10)
-  --requests N          latency requests per style (default 5000)
+  --requests N          latency and c-api requests per style (default 5000)
   --threads N           throughput client threads (default 16)
   --seconds S           throughput duration per VM size (default 5)
   --vms N               idle VMs for the memory part (default 100)
@@ -140,7 +144,9 @@ impl Options {
                 "--iterations {} --qemu-iterations {} --warmup {}",
                 self.iterations, self.qemu_iterations, self.warmup
             ),
-            Part::Latency => format!("--requests {} --warmup {}", self.requests, self.warmup),
+            Part::Latency | Part::CApi => {
+                format!("--requests {} --warmup {}", self.requests, self.warmup)
+            }
             Part::Throughput => format!(
                 "--threads {} --seconds {}",
                 self.threads,
@@ -185,6 +191,7 @@ pub fn run<I: IntoIterator<Item = String>>(args: I) -> i32 {
             Part::Latency => latency::run(&options).map(drop),
             Part::Throughput => throughput::run(&options).map(drop),
             Part::Memory => memory::run(&options).map(drop),
+            Part::CApi => c_api::run(&options).map(drop),
         };
         match outcome {
             Ok(()) => println!(

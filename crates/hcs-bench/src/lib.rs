@@ -14,11 +14,14 @@
 //!                starts / awaiting task resumes                  spin-polling GetOperationResult
 //!  throughput    16 threads x (create + start + terminate)       goal: 500 VMs/s
 //!  memory        process RSS with 100 idle 1024 MB VMs           RSS before
+//!  c-api         GetProperties through libcomputecore's C       the same through hcs::api
+//!                functions: wait returns / callback starts       (goal: under 2 us added)
 //! ```
 //!
 //! Every part prints its figures as a table and as ratios against its goals, and the
 //! command that reproduces it. Results and their analysis are in `docs/benchmarks.md`.
 
+pub mod c_api;
 pub mod cli;
 pub mod latency;
 pub mod lifecycle;
