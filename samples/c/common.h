@@ -207,16 +207,18 @@ static inline int hcs_doc_field_is(PCWSTR doc, const char* key, const char* valu
     return found;
 }
 
-/* Writes "<prefix>-<pid>" into buf (UTF-16, n units) and returns buf. */
+/* Writes "<prefix>-<pid>" (prefix in UTF-8) into buf as UTF-16 (n units) and returns buf. */
 static inline WCHAR* hcs_sample_id(WCHAR* buf, size_t n, const char* prefix)
 {
-    char ascii[128];
-    snprintf(ascii, sizeof ascii, "%s-%ld", prefix, (long)getpid());
+    char utf8[128];
+    snprintf(utf8, sizeof utf8, "%s-%ld", prefix, (long)getpid());
+    WCHAR* utf16 = hcs_utf16(utf8);
     size_t i = 0;
-    for (; ascii[i] != 0 && i + 1 < n; i++) {
-        buf[i] = (WCHAR)(unsigned char)ascii[i];
+    for (; utf16 != NULL && utf16[i] != 0 && i + 1 < n; i++) {
+        buf[i] = utf16[i];
     }
     buf[i] = 0;
+    free(utf16);
     return buf;
 }
 

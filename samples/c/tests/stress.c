@@ -17,7 +17,8 @@
  *   4 callback set later, closes itself   HcsSetOperationCallback, then get properties of a
  *                                         shared VM; the callback checks the document
  * while VM_THREADS threads run VM_CYCLES create/callback/start/get properties/terminate cycles
- * (one SystemExited each). At the end every accepted call's callback must have run exactly
+ * (one SystemExited each; in cycle 0 EXIT_WAITERS threads wait for the exit concurrently, in
+ * cycle 1 the event callback closes the system handle from inside itself). At the end every accepted call's callback must have run exactly
  * once per tracked call, no callback ran after its operation's close returned, and every
  * handle is closed; ASan/LSan then report any memory error or leak.
  */
@@ -39,6 +40,7 @@
 #define STYLES 5
 #define VM_THREADS 2
 #define VM_CYCLES 3
+#define EXIT_WAITERS 4
 
 static const WCHAR c_SmallVM[] = u"{\"SchemaVersion\":{\"Major\":2,\"Minor\":1},\"Owner\":\"stress\","
                                  u"\"VirtualMachine\":{\"Chipset\":{\"Uefi\":{}},\"ComputeTopology\":"
@@ -64,6 +66,7 @@ static atomic_int g_refused;         /* calls refused synchronously (unexpected)
 static atomic_int g_alreadyStarted;  /* style 3: re-use while pending, refused (rule 8) */
 static atomic_int g_timeouts;        /* HCS_E_OPERATION_TIMEOUT from short waits */
 static atomic_int g_pending;         /* HCS_E_OPERATION_PENDING from polls */
+static atomic_int g_rearmDuringDelivery; /* style 1: re-arm refused while the callback returned */
 static atomic_int g_failures;        /* any other broken expectation */
 
 /* Set while this thread is inside a library call that starts work: a callback that sees it
@@ -173,7 +176,16 @@ static void run_one(record* r)
     case 1:
         r->op = HcsCreateOperation(r, on_complete);
         for (int call = 1; call <= 2; call++) {
-            accept(STARTING(HcsEnumerateComputeSystems(NULL, r->op)), "style 1 enumerate");
+            /* The library refuses to re-arm an operation whose previous completion callback is
+             * still queued or running (ALREADY_STARTED), though HCS-API rules 7 and 8 refuse
+             * only a Pending one. Our callback counts itself just before returning, so such a
+             * refusal can only be that window: retry, and report how often it happened. */
+            while ((hr = STARTING(HcsEnumerateComputeSystems(NULL, r->op))) == HCS_E_OPERATION_ALREADY_STARTED &&
+                   call == 2) {
+                atomic_fetch_add(&g_rearmDuringDelivery, 1);
+                sleep_ms(0);
+            }
+            accept(hr, "style 1 enumerate");
             if ((hr = wait_short(r->op)) != S_OK) {
                 fail("style 1 wait", hr);
             }
@@ -241,15 +253,46 @@ static void* operations_thread(void* arg)
 
 /* ---- VM cycles ---- */
 
+/* What one VM cycle's event callback sees. In cycle 1 the callback closes the system handle
+ * itself at the exit (allowed from inside its own callback, without deadlock: rule 56). */
+typedef struct {
+    atomic_int exits;
+    HCS_SYSTEM system;
+    int closeInCallback;
+} vm_cycle;
+
 static atomic_int g_exits;
+static atomic_int g_exitWaiters; /* HcsWaitForComputeSystemExit(INFINITE) answered S_OK + ForcedExit */
+
 static void on_vm_event(HCS_EVENT* event, void* context)
 {
+    vm_cycle* vm = (vm_cycle*)context;
     if (event->Type == HcsEventSystemExited) {
-        atomic_fetch_add((atomic_int*)context, 1);
+        if (event->EventData == NULL || !hcs_doc_contains(event->EventData, "ForcedExit")) {
+            fail("SystemExited without a ForcedExit status", S_OK);
+        }
         atomic_fetch_add(&g_exits, 1);
+        if (vm->closeInCallback) {
+            HcsCloseComputeSystem(vm->system);
+        }
+        atomic_fetch_add(&vm->exits, 1); /* last: the cycle's thread may return once it sees this */
     } else {
         fail("unexpected event type", (HRESULT)event->Type);
     }
+}
+
+/* Rule 30: any number of concurrent waiters get the same exit status. */
+static void* exit_waiter(void* arg)
+{
+    PWSTR status = NULL;
+    HRESULT hr = HcsWaitForComputeSystemExit((HCS_SYSTEM)arg, INFINITE, &status);
+    if (hr == S_OK && hcs_doc_contains(status, "ForcedExit")) {
+        atomic_fetch_add(&g_exitWaiters, 1);
+    } else {
+        fail("exit waiter", hr);
+    }
+    LocalFree(status);
+    return NULL;
 }
 
 /* Waits for op, with 1 ms timeouts when short is set (so that timeouts happen); frees the document. */
@@ -290,9 +333,9 @@ static void* vm_thread(void* arg)
             continue;
         }
         wait_doc(op, "vm create", 1);
-        atomic_int exits;
-        atomic_init(&exits, 0);
-        if ((hr = HcsSetComputeSystemCallback(system, HcsEventOptionNone, &exits, on_vm_event)) != S_OK) {
+        vm_cycle vm = {.system = system, .closeInCallback = cycle == 1};
+        atomic_init(&vm.exits, 0);
+        if ((hr = HcsSetComputeSystemCallback(system, HcsEventOptionNone, &vm, on_vm_event)) != S_OK) {
             fail("vm set callback", hr);
         }
         if ((hr = HcsStartComputeSystem(system, op, NULL)) != S_OK) {
@@ -317,23 +360,34 @@ static void* vm_thread(void* arg)
             }
             wait_doc(op, "vm get properties", 0);
         }
+        pthread_t waiters[EXIT_WAITERS];
+        int waiting = cycle == 0 ? EXIT_WAITERS : 0; /* cycle 0: concurrent exit waiters */
+        for (int w = 0; w < waiting; w++) {
+            pthread_create(&waiters[w], NULL, exit_waiter, system);
+        }
         if ((hr = HcsTerminateComputeSystem(system, op, NULL)) != S_OK) {
             fail("vm terminate", hr);
         }
         wait_doc(op, "vm terminate", 1);
-        PWSTR status = NULL;
-        if ((hr = HcsWaitForComputeSystemExit(system, 10000, &status)) != S_OK) {
-            fail("vm exit", hr);
-        }
-        LocalFree(status);
-        /* The exit event is queued before terminate completes (rule 53), but closing the
-         * handle drops what was not delivered yet (rule 29): wait for it first. */
-        if (!wait_at_least(&exits, 1, 10)) {
-            fail("vm: no SystemExited event", S_OK);
+        for (int w = 0; w < waiting; w++) {
+            pthread_join(waiters[w], NULL);
         }
         HcsCloseOperation(op);
-        HcsCloseComputeSystem(system); /* no callback of this handle after this returns */
-        if (atomic_load(&exits) != 1) {
+        /* The exit event is queued before terminate completes (rule 53), but closing the
+         * handle drops what was not delivered yet (rule 29): wait for it first. */
+        if (!wait_at_least(&vm.exits, 1, 10)) {
+            fail("vm: no SystemExited event", S_OK);
+        }
+        if (!vm.closeInCallback) {
+            PWSTR status = NULL;
+            if ((hr = HcsWaitForComputeSystemExit(system, 0, &status)) != S_OK) {
+                fail("vm exit status after the event", hr);
+            }
+            LocalFree(status);
+            HcsCloseComputeSystem(system); /* no callback of this handle after this returns */
+        }
+        sleep_ms(50);
+        if (atomic_load(&vm.exits) != 1) {
             fail("vm: more than one SystemExited event", S_OK);
         }
     }
@@ -423,7 +477,10 @@ int main(void)
            atomic_load(&g_accepted), atomic_load(&g_completions), style2Ran, THREADS * OPS_PER_THREAD / STYLES);
     printf("  short-wait timeouts: %d, PENDING polls: %d, re-use while pending refused (ALREADY_STARTED): %d\n",
            atomic_load(&g_timeouts), atomic_load(&g_pending), atomic_load(&g_alreadyStarted));
-    printf("  VM cycles: %d, SystemExited events: %d\n", VM_THREADS * VM_CYCLES, atomic_load(&g_exits));
+    printf("  re-arm of a completed operation refused while its callback was returning: %d\n",
+           atomic_load(&g_rearmDuringDelivery));
+    printf("  VM cycles: %d, SystemExited events: %d, exit waiters answered: %d\n", VM_THREADS * VM_CYCLES,
+           atomic_load(&g_exits), atomic_load(&g_exitWaiters));
     printf("  elapsed: %.1f s\n", now_s() - start);
 
     int ok = 1;
@@ -439,6 +496,7 @@ int main(void)
     EXPECT(atomic_load(&g_onCallerStack) == 0, "no callback ran on the caller's stack inside the starting call");
     EXPECT(bad == 0, "inside each callback: right operation, context, type, S_OK and a document");
     EXPECT(atomic_load(&g_exits) == VM_THREADS * VM_CYCLES, "one SystemExited per VM cycle");
+    EXPECT(atomic_load(&g_exitWaiters) == VM_THREADS * EXIT_WAITERS, "every concurrent exit waiter got S_OK + ForcedExit");
     EXPECT(atomic_load(&g_failures) == 0, "no other failure");
     printf("stress: %s\n", ok ? "PASS" : "FAIL");
     return ok ? 0 : 1;
