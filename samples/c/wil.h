@@ -21,12 +21,14 @@
  *                                                 callback context and signal it from there.
  *   THROW_IF_FAILED(hr)                           WIL throws; we print file:line, the call,
  *   THROW_IF_FAILED_MSG(hr, fmt, ...)             the HRESULT in hex and its name (plus the
- *   THROW_HR_IF(hr, cond)                         message) and exit(1) at once, also from a
+ *   THROW_HR_IF(hr, cond)                         message) and _Exit(1) at once, also from a
  *   WI_ASSERT(cond)                               callback thread. WIL's WI_ASSERT checks only
  *                                                 in debug builds; ours always checks.
  *   to_utf8(PCWSTR)                               (not WIL) UTF-16 -> UTF-8 std::string: the
  *                                                 samples print documents with "%ws", which
  *                                                 Linux printf lacks; write "%s", to_utf8(doc).
+ *
+ * HRESULT names and the UTF-16 conversion come from common.h.
  *
  * Differences worth knowing: unique_event::create() on an existing event resets it rather
  * than making a new one, so a pointer already handed to a callback stays valid.
