@@ -17,8 +17,10 @@
 //! * Callbacks run on dispatcher threads with no lock of ours held. `close` waits for a
 //!   callback running on another thread, so that none runs after it returns (rule 12);
 //!   from inside the callback itself it does not wait (rule 11).
-//! * While a completion callback is queued but not yet run, the operation cannot be armed
-//!   again (`HCS_E_OPERATION_ALREADY_STARTED`): each tracked call gets its callback.
+//! * Re-arming a completed operation whose completion callback is still queued or running
+//!   on another thread waits until that callback has returned (as close does), so that
+//!   each tracked call gets its callback and sees its own result; from inside the callback
+//!   itself the operation is re-armed at once.
 
 use crate::sync::{current_thread, Condvar, Mutex, ThreadId};
 use crate::types::{Context, HcsOperation, HcsProcess, OperationCompletion, OperationType};
@@ -200,18 +202,26 @@ impl Operation {
         process: Option<HcsProcess>,
     ) -> Result<u64, HResult> {
         let mut state = self.state.lock();
-        if state.closed {
-            return Err(HResult::E_HANDLE);
-        }
         let me = current_thread();
-        let busy = match state.delivery {
-            Delivery::Idle => false,
-            Delivery::Queued => true,
-            // Re-arming from inside its own callback is fine: that delivery has happened.
-            Delivery::Running(thread) => thread != me,
-        };
-        if state.phase == Phase::Pending || busy {
-            return Err(HResult::HCS_E_OPERATION_ALREADY_STARTED);
+        loop {
+            if state.closed {
+                return Err(HResult::E_HANDLE);
+            }
+            if state.phase == Phase::Pending {
+                return Err(HResult::HCS_E_OPERATION_ALREADY_STARTED);
+            }
+            let delivering = match state.delivery {
+                Delivery::Idle => false,
+                Delivery::Queued => true,
+                // Re-arming from inside its own callback: that delivery has happened.
+                Delivery::Running(thread) => thread != me,
+            };
+            if !delivering {
+                break;
+            }
+            // The previous call's callback is queued or running on another thread: wait
+            // for it to return, so that it runs exactly once and sees its own result.
+            self.changed.wait(&mut state);
         }
         state.phase = Phase::Pending;
         state.op_type = op_type;
@@ -269,6 +279,8 @@ impl Operation {
             }
             let Some(callback) = state.callback.clone() else {
                 state.delivery = Delivery::Idle;
+                drop(state);
+                self.changed.notify_all();
                 return;
             };
             state.delivery = Delivery::Running(current_thread());
@@ -573,8 +585,8 @@ mod loom_tests {
         });
     }
 
-    /// O-7/O-8: re-arming races the delivery of the previous completion: either the
-    /// re-arm is refused, or it happens after the callback was delivered.
+    /// O-7: re-arming races the delivery of the previous completion: the re-arm waits
+    /// until the callback was delivered, which happens exactly once.
     #[test]
     fn rearm_races_callback_delivery() {
         loom::model(|| {
@@ -591,10 +603,8 @@ mod loom_tests {
                     }
                 })
             };
-            match op.arm(OperationType::Pause, None, None) {
-                Ok(_) => assert_eq!(calls.load(Ordering::SeqCst), 1, "armed before delivery"),
-                Err(hresult) => assert_eq!(hresult, HResult::HCS_E_OPERATION_ALREADY_STARTED),
-            }
+            op.arm(OperationType::Pause, None, None).unwrap();
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "armed before delivery");
             dispatcher.join().unwrap();
             assert_eq!(calls.load(Ordering::SeqCst), 1);
         });

@@ -420,3 +420,38 @@ fn rule_49_closed_and_null_handles_answer_e_handle() {
     );
     close_operation(live);
 }
+
+/// O-7 with a completion callback: an operation re-used right after a wait returned is
+/// accepted even while its callback is still queued or running on another thread (the
+/// re-use waits for that callback), and every call gets exactly one callback.
+#[test]
+fn o_7_reuse_right_after_wait_waits_for_the_previous_callback() {
+    let system = created_vm();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let op = create_operation(
+        0,
+        Some(Arc::new(move |_, _| {
+            // A slow callback makes the overlap certain.
+            std::thread::sleep(Duration::from_millis(1));
+            c.fetch_add(1, Ordering::SeqCst);
+        })),
+    );
+    const ROUNDS: usize = 200;
+    for _ in 0..ROUNDS {
+        assert_eq!(
+            get_compute_system_properties(system, op, None),
+            HResult::S_OK
+        );
+        assert_eq!(wait_for_operation_result(op, INFINITE).0, HResult::S_OK);
+    }
+    // Every earlier call's callback ran before the next re-use was accepted; the last
+    // one runs unless the close below comes first (O-12), so wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls.load(Ordering::SeqCst) < ROUNDS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    close_operation(op);
+    assert_eq!(calls.load(Ordering::SeqCst), ROUNDS);
+    close_compute_system(system);
+}

@@ -21,6 +21,7 @@
 
 #include "common.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -624,12 +625,13 @@ static void after_exit(const WCHAR* id, HCS_SYSTEM system)
     HcsCloseOperation(op);
 }
 
-/* Not a check: shows what the library does when a completed operation is re-armed while
- * its completion callback still runs on another thread. HCS-API rules 7 and 8 refuse only a
- * Pending operation; the library also refuses this one (HCS_E_OPERATION_ALREADY_STARTED), so
- * that each tracked call gets its own callback. Printed as INFO, counted neither way. */
+/* HCS-API O-7: a completed operation may be re-used while its completion callback still runs
+ * on another thread; the re-use waits until that callback has returned, so each tracked call
+ * gets exactly one callback and sees its own result. Here the callback is held until a helper
+ * thread releases it 50 ms later; the re-arm must return S_OK only after the callback returned. */
 static atomic_int g_callbackEntered;
 static atomic_int g_callbackRelease;
+static atomic_int g_callbackReturned;
 static void blocking_completion(HCS_OPERATION operation, void* context)
 {
     (void)operation;
@@ -639,12 +641,22 @@ static void blocking_completion(HCS_OPERATION operation, void* context)
             struct timespec t = {0, 1000000L};
             nanosleep(&t, NULL);
         }
+        atomic_store(&g_callbackReturned, 1);
     }
+}
+
+static void* release_later(void* unused)
+{
+    (void)unused;
+    struct timespec t = {0, 50000000L};
+    nanosleep(&t, NULL);
+    atomic_store(&g_callbackRelease, 1);
+    return NULL;
 }
 
 static void rearm_during_callback(void)
 {
-    printf("\n-- re-arming a completed operation while its callback runs (information only)\n");
+    printf("\n-- O-7: re-arming a completed operation while its callback runs waits for the callback\n");
     HCS_OPERATION op = HcsCreateOperation(NULL, blocking_completion);
     HcsEnumerateComputeSystems(NULL, op);
     LocalFree(wait_check("enumerate completes with S_OK", op, S_OK));
@@ -652,13 +664,12 @@ static void rearm_during_callback(void)
         struct timespec t = {0, 1000000L};
         nanosleep(&t, NULL);
     }
-    HRESULT hr = HcsEnumerateComputeSystems(NULL, op);
-    printf("INFO  re-arm while the previous completion callback runs -> 0x%08X (%s); rules 7/8 name only Pending\n",
-           (unsigned)hr, hcs_hresult_name(hr));
-    atomic_store(&g_callbackRelease, 1);
-    if (hr == S_OK) {
-        LocalFree(wait_check("the re-armed enumerate completes with S_OK", op, S_OK));
-    }
+    pthread_t releaser;
+    pthread_create(&releaser, NULL, release_later, NULL);
+    check_hr("re-arm while the previous callback runs -> S_OK", HcsEnumerateComputeSystems(NULL, op), S_OK);
+    check(atomic_load(&g_callbackReturned) == 1, "the re-arm returned only after the previous callback returned", "");
+    LocalFree(wait_check("the re-armed enumerate completes with S_OK", op, S_OK));
+    pthread_join(releaser, NULL);
     HcsCloseOperation(op); /* waits for a callback still running */
 }
 
