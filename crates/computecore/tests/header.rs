@@ -56,7 +56,10 @@ fn declared_functions(header: &str) -> BTreeSet<String> {
 fn every_declared_function_is_exported_and_every_export_declared() {
     let declared = declared_functions(&header());
     let listed: BTreeSet<String> = EXPORTS.iter().map(|s| s.to_string()).collect();
-    assert_eq!(declared, listed, "computecore.h and computecore::EXPORTS differ");
+    assert_eq!(
+        declared, listed,
+        "computecore.h and computecore::EXPORTS differ"
+    );
 
     let output = Command::new("nm")
         .args(["-D", "--defined-only"])
@@ -115,7 +118,15 @@ fn probe_source() -> String {
         let name = hr.name().unwrap();
         lines.push(format!("    printf(\"{name} %d\\n\", (int)({name}));"));
     }
-    for name in ["HRESULT", "DWORD", "UINT64", "WCHAR", "HANDLE", "PCWSTR", "HCS_OPERATION"] {
+    for name in [
+        "HRESULT",
+        "DWORD",
+        "UINT64",
+        "WCHAR",
+        "HANDLE",
+        "PCWSTR",
+        "HCS_OPERATION",
+    ] {
         lines.push(format!(
             "    printf(\"sizeof({name}) %lld\\n\", (long long)sizeof({name}));"
         ));
@@ -138,7 +149,10 @@ fn expected() -> BTreeMap<String, String> {
     for layout in STRUCTS {
         map.insert(format!("sizeof({})", layout.name), layout.size.to_string());
         for (field, offset) in layout.fields {
-            map.insert(format!("offsetof({}.{field})", layout.name), offset.to_string());
+            map.insert(
+                format!("offsetof({}.{field})", layout.name),
+                offset.to_string(),
+            );
         }
     }
     for (name, value) in CONSTANTS {
@@ -176,7 +190,10 @@ fn compile_and_run(compiler: &str, standard: &str, extension: &str) -> BTreeMap<
         .arg(&binary)
         .status()
         .unwrap_or_else(|e| panic!("{compiler} must be installed (build-essential): {e}"));
-    assert!(status.success(), "{compiler} -std={standard} could not compile the header probe");
+    assert!(
+        status.success(),
+        "{compiler} -std={standard} could not compile the header probe"
+    );
     let output = Command::new(&binary).output().unwrap();
     assert!(output.status.success());
     std::fs::remove_dir_all(&dir).ok();
