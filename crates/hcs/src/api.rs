@@ -35,19 +35,18 @@ pub fn create_operation(context: Context, callback: Option<OperationCompletion>)
 }
 
 /// `HcsCreateOperationWithNotifications`: an operation whose progress events go to
-/// `callback` (HCS-API §2.4). No engine reports progress yet, so the callback is kept and
-/// never called; completion works as for [`create_operation`] without a callback.
-/// Unknown option bits give `None`, as an allocation failure does.
+/// `callback` (HCS-API §2.4). No engine reports progress yet, so the callback is accepted
+/// and never called (it is released at once); completion works as for
+/// [`create_operation`] without a callback. Unknown option bits give `None`, as an
+/// allocation failure does.
 pub fn create_operation_with_notifications(
     options: u32,
     context: Context,
-    callback: EventCallback,
+    _callback: EventCallback,
 ) -> Option<HcsOperation> {
     if options & !operation_options::ALL != 0 {
         return None;
     }
-    // Kept for when progress events exist; nothing raises them yet.
-    drop(callback);
     Some(create_operation(context, None))
 }
 
