@@ -30,7 +30,7 @@ use computecore as c;
 use hcs::{api, ComputeSystem, HResult, HcsOperation, HcsSystem, INFINITE};
 
 use crate::cli::{Options, Part};
-use crate::stats::{goal_line, table, Goal, Samples, Summary, Unit};
+use crate::stats::{goal_line, shuffle, table, Goal, Samples, Summary, Unit};
 use crate::system::{issue, unique_id, wait_ok, EMPTY_VM_JSON};
 use crate::{BenchError, Result};
 
@@ -141,16 +141,6 @@ fn measure(system: HcsSystem, options: &Options) -> Result<Vec<Samples>> {
     api::close_operation(done);
     c::HcsCloseOperation(c_done);
     outcome
-}
-
-/// Fisher–Yates with xorshift64: a cheap, reproducible shuffle.
-fn shuffle(order: &mut [usize], seed: &mut u64) {
-    for i in (1..order.len()).rev() {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        order.swap(i, (*seed % (i as u64 + 1)) as usize);
-    }
 }
 
 fn rust_get(operation: HcsOperation) -> Result<Duration> {

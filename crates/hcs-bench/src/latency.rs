@@ -4,8 +4,7 @@
 //! The host's completion instant is not exposed by the API, so the part times a cheap
 //! request end to end, from issuing it to the moment the client's code runs again: a
 //! `GetProperties` (no query) on one running empty VM, which the host answers from its
-//! system worker thread without touching the VM. Styles, interleaved request by request
-//! (the order rotates):
+//! system worker thread without touching the VM. Styles:
 //!
 //! - `wait`: flat `HcsGetComputeSystemProperties` + `HcsWaitForOperationResult(INFINITE)`
 //!   on one reused operation: the blocked thread returns. The baseline.
@@ -20,6 +19,8 @@
 //! - `block_on`: `futures::executor::block_on` of `ComputeSystem::properties(None)`; the time
 //!   is taken in the task right after the `.await` resumes.
 //! - `tokio`: the same on a tokio current-thread runtime.
+//!
+//! The styles are interleaved request by request, in a fresh random order each round.
 //!
 //! Two rows time from the completion itself: a future's waker is called inside the client's
 //! completion (right after the result is recorded and blocked waiters are notified), so a
@@ -41,7 +42,7 @@ use hcs::api;
 use hcs::{ComputeSystem, HResult, HcsOperation, HcsSystem};
 
 use crate::cli::{Options, Part};
-use crate::stats::{goal_line, table, Goal, Samples, Summary, Unit};
+use crate::stats::{goal_line, shuffle, table, Goal, Samples, Summary, Unit};
 use crate::system::{check, issue, unique_id, wait_ok, EMPTY_VM_JSON};
 use crate::{BenchError, Result};
 
@@ -148,9 +149,13 @@ fn measure(system: &ComputeSystem, options: &Options) -> Result<Vec<Samples>> {
         let mut samples: Vec<Samples> = (0..STYLES.len())
             .map(|_| Samples::with_capacity(options.requests))
             .collect();
-        for round in 0..options.requests {
-            for step in 0..STYLES.len() {
-                let style = (round + step) % STYLES.len();
+        // A fresh random order each round (see the c-api part: a fixed rotation biases a
+        // style by what mostly runs just before it).
+        let mut order: Vec<usize> = (0..STYLES.len()).collect();
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        for _ in 0..options.requests {
+            shuffle(&mut order, &mut seed);
+            for &style in &order {
                 samples[style].push(measure_one(style)?);
             }
         }

@@ -210,6 +210,16 @@ pub fn goal_line(name: &str, value: f64, unit: &str, goal: Goal) -> String {
     )
 }
 
+/// Fisher–Yates with xorshift64: a cheap, reproducible shuffle.
+pub fn shuffle(order: &mut [usize], seed: &mut u64) {
+    for i in (1..order.len()).rev() {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        order.swap(i, (*seed % (i as u64 + 1)) as usize);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
