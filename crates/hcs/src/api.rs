@@ -196,52 +196,50 @@ fn arm(
     Ok(generation)
 }
 
+/// Arms `operation` for a call made through `handle` (none for enumerate), about
+/// `process` for the process functions, and sends `body` to the host.
+fn tracked_request(
+    operation: HcsOperation,
+    handle: Option<&Arc<HandleObject>>,
+    op_type: OperationType,
+    process: Option<HcsProcess>,
+    body: RequestBody,
+) -> HResult {
+    let client = client();
+    let Some(op) = client.operation(operation) else {
+        return HResult::E_HANDLE;
+    };
+    match arm(&op, handle, op_type, process) {
+        Ok(generation) => {
+            client.send_for_operation(op, generation, body);
+            HResult::S_OK
+        }
+        Err(hresult) => hresult,
+    }
+}
+
 fn system_request(
     system: HcsSystem,
     operation: HcsOperation,
     op_type: OperationType,
     request: SystemRequest,
 ) -> HResult {
-    let client = client();
-    let Some(system) = client.system(system) else {
+    let Some(object) = client().system(system) else {
         return HResult::E_HANDLE;
     };
-    let Some(op) = client.operation(operation) else {
-        return HResult::E_HANDLE;
+    let body = RequestBody::System {
+        handle: object.handle,
+        request,
     };
-    let generation = match arm(&op, Some(&system), op_type, None) {
-        Ok(generation) => generation,
-        Err(hresult) => return hresult,
-    };
-    client.send_for_operation(
-        op,
-        generation,
-        RequestBody::System {
-            handle: system.handle,
-            request,
-        },
-    );
-    HResult::S_OK
+    tracked_request(operation, Some(&object), op_type, None, body)
 }
 
 /// `HcsEnumerateComputeSystems` (rule 23): a JSON array of `Properties`.
 pub fn enumerate_compute_systems(query: Option<&str>, operation: HcsOperation) -> HResult {
-    let client = client();
-    let Some(op) = client.operation(operation) else {
-        return HResult::E_HANDLE;
+    let body = RequestBody::Enumerate {
+        query: query.map(str::to_owned),
     };
-    let generation = match arm(&op, None, OperationType::Enumerate, None) {
-        Ok(generation) => generation,
-        Err(hresult) => return hresult,
-    };
-    client.send_for_operation(
-        op,
-        generation,
-        RequestBody::Enumerate {
-            query: query.map(str::to_owned),
-        },
-    );
-    HResult::S_OK
+    tracked_request(operation, None, OperationType::Enumerate, None, body)
 }
 
 /// `HcsCreateComputeSystem` (rules 17–20, 46–49): the handle is returned at once and is
@@ -305,11 +303,20 @@ pub fn close_compute_system(system: HcsSystem) {
     }
 }
 
-fn reserved_null(options: Option<&str>) -> Result<(), HResult> {
-    match options {
-        None => Ok(()),
-        Some(_) => Err(HResult::E_INVALIDARG),
+/// Rule 49 before rule 21: a closed or invalid handle (`handle_open` false) or operation
+/// gives `E_HANDLE` before a misused reserved argument gives `E_INVALIDARG`.
+fn check_reserved(
+    handle_open: bool,
+    operation: HcsOperation,
+    reserved_unused: bool,
+) -> Result<(), HResult> {
+    if !handle_open || client().operation(operation).is_none() {
+        return Err(HResult::E_HANDLE);
     }
+    if !reserved_unused {
+        return Err(HResult::E_INVALIDARG);
+    }
+    Ok(())
 }
 
 /// `HcsStartComputeSystem`; `options` is reserved (rule 21).
@@ -318,7 +325,8 @@ pub fn start_compute_system(
     operation: HcsOperation,
     options: Option<&str>,
 ) -> HResult {
-    if let Err(hresult) = check_handles(system, operation).and(reserved_null(options)) {
+    let open = client().system(system).is_some();
+    if let Err(hresult) = check_reserved(open, operation, options.is_none()) {
         return hresult;
     }
     system_request(
@@ -349,7 +357,8 @@ pub fn terminate_compute_system(
     operation: HcsOperation,
     options: Option<&str>,
 ) -> HResult {
-    if let Err(hresult) = check_handles(system, operation).and(reserved_null(options)) {
+    let open = client().system(system).is_some();
+    if let Err(hresult) = check_reserved(open, operation, options.is_none()) {
         return hresult;
     }
     system_request(
@@ -394,7 +403,8 @@ pub fn resume_compute_system(
     operation: HcsOperation,
     options: Option<&str>,
 ) -> HResult {
-    if let Err(hresult) = check_handles(system, operation).and(reserved_null(options)) {
+    let open = client().system(system).is_some();
+    if let Err(hresult) = check_reserved(open, operation, options.is_none()) {
         return hresult;
     }
     system_request(
@@ -441,11 +451,9 @@ pub fn modify_compute_system(
     configuration: &str,
     identity: usize,
 ) -> HResult {
-    if let Err(hresult) = check_handles(system, operation) {
+    let open = client().system(system).is_some();
+    if let Err(hresult) = check_reserved(open, operation, identity == 0) {
         return hresult;
-    }
-    if identity != 0 {
-        return HResult::E_INVALIDARG;
     }
     system_request(
         system,
@@ -485,14 +493,6 @@ pub fn set_compute_system_callback(
         return HResult::E_POINTER;
     };
     object.set_callback(&client.dispatcher, callback_options, context, callback)
-}
-
-fn check_handles(system: HcsSystem, operation: HcsOperation) -> Result<(), HResult> {
-    let client = client();
-    if client.system(system).is_none() || client.operation(operation).is_none() {
-        return Err(HResult::E_HANDLE);
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -580,26 +580,14 @@ fn process_request(
     op_type: OperationType,
     request: ProcessRequest,
 ) -> HResult {
-    let client = client();
-    let Some(object) = client.process(process) else {
+    let Some(object) = client().process(process) else {
         return HResult::E_HANDLE;
     };
-    let Some(op) = client.operation(operation) else {
-        return HResult::E_HANDLE;
+    let body = RequestBody::Process {
+        handle: process.0,
+        request,
     };
-    let generation = match arm(&op, Some(&object), op_type, Some(process)) {
-        Ok(generation) => generation,
-        Err(hresult) => return hresult,
-    };
-    client.send_for_operation(
-        op,
-        generation,
-        RequestBody::Process {
-            handle: process.0,
-            request,
-        },
-    );
-    HResult::S_OK
+    tracked_request(operation, Some(&object), op_type, Some(process), body)
 }
 
 /// `HcsTerminateProcess` (rule 41); `options` is reserved (rule 21). Reported as
@@ -609,10 +597,8 @@ pub fn terminate_process(
     operation: HcsOperation,
     options: Option<&str>,
 ) -> HResult {
-    if client().process(process).is_none() || client().operation(operation).is_none() {
-        return HResult::E_HANDLE;
-    }
-    if let Err(hresult) = reserved_null(options) {
+    let open = client().process(process).is_some();
+    if let Err(hresult) = check_reserved(open, operation, options.is_none()) {
         return hresult;
     }
     process_request(
