@@ -30,9 +30,9 @@ use computecore as c;
 use hcs::{api, ComputeSystem, HResult, HcsOperation, HcsSystem, INFINITE};
 
 use crate::cli::{Options, Part};
-use crate::stats::{goal_line, shuffle, table, Goal, Samples, Summary, Unit};
+use crate::stats::{goal_line, interleaved, table, Goal, Samples, Summary, Unit};
 use crate::system::{issue, unique_id, wait_ok, EMPTY_VM_JSON};
-use crate::{BenchError, Result};
+use crate::{latency, BenchError, Result};
 
 const STYLES: [&str; 6] = [
     "Rust: wait",
@@ -110,32 +110,18 @@ fn measure(system: HcsSystem, options: &Options) -> Result<Vec<Samples>> {
         match style {
             0 => rust_wait(system, reused),
             1 => c_wait(c_system, c_reused),
-            2 => rust_callback_style(system, &rust_callback, &rx),
+            2 => latency::callback_style(system, &rust_callback, &rx),
             3 => c_callback_style(c_system, c_context.cast(), &rx),
             4 => rust_get(done),
             _ => c_get(c_done),
         }
     };
-    let outcome = (|| {
-        for i in 0..options.warmup.max(1) * 20 {
-            measure_one(i % STYLES.len())?;
-        }
-        let mut samples: Vec<Samples> = (0..STYLES.len())
-            .map(|_| Samples::with_capacity(options.requests))
-            .collect();
-        // A fresh random order each round: with a fixed rotation each style would mostly
-        // follow the same other style, and what ran just before (a wake-up or a CPU-only
-        // call) shifts a wake-up's latency by microseconds on this machine.
-        let mut order: Vec<usize> = (0..STYLES.len()).collect();
-        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
-        for _ in 0..options.requests {
-            shuffle(&mut order, &mut seed);
-            for &style in &order {
-                samples[style].push(measure_one(style)?);
-            }
-        }
-        Ok(samples)
-    })();
+    let outcome = interleaved(
+        STYLES.len(),
+        options.warmup.max(1) * 20,
+        options.requests,
+        measure_one,
+    );
     api::close_operation(reused);
     c::HcsCloseOperation(c_reused);
     api::close_operation(done);
@@ -201,26 +187,6 @@ fn c_wait(system: *mut c_void, operation: *mut c_void) -> Result<Duration> {
         return Err("HcsWaitForOperationResult gave no document to free".into());
     }
     Ok(elapsed)
-}
-
-fn rust_callback_style(
-    system: HcsSystem,
-    callback: &hcs::OperationCompletion,
-    started: &mpsc::Receiver<Instant>,
-) -> Result<Duration> {
-    let operation = api::create_operation(0, Some(Arc::clone(callback)));
-    let start = Instant::now();
-    let outcome = issue(
-        api::get_compute_system_properties(system, operation, None),
-        "GetProperties",
-    )
-    .and_then(|()| {
-        started
-            .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| BenchError::from("the completion callback never ran"))
-    });
-    api::close_operation(operation);
-    Ok(outcome?.saturating_duration_since(start))
 }
 
 /// The C completion callback: stamps the time into the channel its context points to.

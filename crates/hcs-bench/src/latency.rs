@@ -42,7 +42,7 @@ use hcs::api;
 use hcs::{ComputeSystem, HResult, HcsOperation, HcsSystem};
 
 use crate::cli::{Options, Part};
-use crate::stats::{goal_line, shuffle, table, Goal, Samples, Summary, Unit};
+use crate::stats::{goal_line, interleaved, table, Goal, Samples, Summary, Unit};
 use crate::system::{check, issue, unique_id, wait_ok, EMPTY_VM_JSON};
 use crate::{BenchError, Result};
 
@@ -142,25 +142,12 @@ fn measure(system: &ComputeSystem, options: &Options) -> Result<Vec<Samples>> {
         }
     };
 
-    let outcome = (|| {
-        for i in 0..options.warmup.max(1) * 20 {
-            measure_one(i % STYLES.len())?;
-        }
-        let mut samples: Vec<Samples> = (0..STYLES.len())
-            .map(|_| Samples::with_capacity(options.requests))
-            .collect();
-        // A fresh random order each round (see the c-api part: a fixed rotation biases a
-        // style by what mostly runs just before it).
-        let mut order: Vec<usize> = (0..STYLES.len()).collect();
-        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
-        for _ in 0..options.requests {
-            shuffle(&mut order, &mut seed);
-            for &style in &order {
-                samples[style].push(measure_one(style)?);
-            }
-        }
-        Ok(samples)
-    })();
+    let outcome = interleaved(
+        STYLES.len(),
+        options.warmup.max(1) * 20,
+        options.requests,
+        measure_one,
+    );
     api::close_operation(reused);
     outcome
 }
@@ -192,7 +179,8 @@ fn spin_style(system: HcsSystem, operation: HcsOperation) -> Result<Duration> {
     }
 }
 
-fn callback_style(
+/// The callback style, shared with the c-api part.
+pub(crate) fn callback_style(
     system: HcsSystem,
     callback: &hcs::OperationCompletion,
     started: &mpsc::Receiver<Instant>,

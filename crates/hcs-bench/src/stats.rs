@@ -210,8 +210,35 @@ pub fn goal_line(name: &str, value: f64, unit: &str, goal: Goal) -> String {
     )
 }
 
+/// Runs `styles` measurements interleaved: `warmup` untimed calls in turn, then
+/// `requests` rounds, each calling every style once in a fresh random order. With a fixed
+/// rotation each style would mostly follow the same other one, and what ran just before
+/// (a thread wake-up or a CPU-only call) shifts a wake-up's latency by microseconds.
+pub fn interleaved(
+    styles: usize,
+    warmup: usize,
+    requests: usize,
+    mut measure_one: impl FnMut(usize) -> crate::Result<Duration>,
+) -> crate::Result<Vec<Samples>> {
+    for i in 0..warmup {
+        measure_one(i % styles)?;
+    }
+    let mut samples: Vec<Samples> = (0..styles)
+        .map(|_| Samples::with_capacity(requests))
+        .collect();
+    let mut order: Vec<usize> = (0..styles).collect();
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    for _ in 0..requests {
+        shuffle(&mut order, &mut seed);
+        for &style in &order {
+            samples[style].push(measure_one(style)?);
+        }
+    }
+    Ok(samples)
+}
+
 /// Fisher–Yates with xorshift64: a cheap, reproducible shuffle.
-pub fn shuffle(order: &mut [usize], seed: &mut u64) {
+fn shuffle(order: &mut [usize], seed: &mut u64) {
     for i in (1..order.len()).rev() {
         *seed ^= *seed << 13;
         *seed ^= *seed >> 7;
