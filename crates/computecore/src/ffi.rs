@@ -1,7 +1,10 @@
-//! The pieces every export uses: the panic guard, handle conversions, `_Out_` writes and
-//! the wrapping of C callbacks into the Rust API's callbacks.
+//! The pieces every export uses: the panic guard, the handle-operation-options call shape,
+//! handle conversions, `_Out_` writes and the wrapping of C callbacks into the Rust API's
+//! callbacks.
 
-use crate::abi::{HCS_EVENT, HCS_EVENT_CALLBACK, HCS_OPERATION, HCS_OPERATION_COMPLETION};
+use crate::abi::{
+    HCS_EVENT, HCS_EVENT_CALLBACK, HCS_OPERATION, HCS_OPERATION_COMPLETION, HRESULT, PCWSTR,
+};
 use hcs::{
     Event, EventCallback, HResult, HcsOperation, HcsProcess, HcsSystem, OperationCompletion,
 };
@@ -25,6 +28,29 @@ pub(crate) fn guard<T>(name: &str, on_panic: T, body: impl FnOnce() -> T) -> T {
 pub(crate) fn hresult(name: &str, body: impl FnOnce() -> Result<HResult, HResult>) -> i32 {
     guard(name, HResult::E_FAIL.0, || match body() {
         Ok(hr) | Err(hr) => hr.0,
+    })
+}
+
+/// Runs an asynchronous function that takes a handle, an operation and optional UTF-16
+/// `options` (the shape of most system and process functions).
+///
+/// # Safety
+/// `options` is null or a NUL-terminated UTF-16 string.
+pub(crate) unsafe fn with_options<H>(
+    name: &str,
+    handle: H,
+    operation_handle: HCS_OPERATION,
+    options: PCWSTR,
+    call: fn(H, HcsOperation, Option<&str>) -> HResult,
+) -> HRESULT {
+    hresult(name, || {
+        // SAFETY: forwarded from the caller.
+        let options = unsafe { crate::strings::optional(options) }?;
+        Ok(call(
+            handle,
+            operation(operation_handle),
+            options.as_deref(),
+        ))
     })
 }
 

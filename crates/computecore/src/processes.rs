@@ -88,15 +88,16 @@ pub unsafe extern "C" fn HcsTerminateProcess(
     operation_handle: HCS_OPERATION,
     options: PCWSTR,
 ) -> HRESULT {
-    hresult("HcsTerminateProcess", || {
-        // SAFETY: forwarded from the caller.
-        let options = unsafe { strings::optional(options) }?;
-        Ok(api::terminate_process(
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        ffi::with_options(
+            "HcsTerminateProcess",
             process(process_handle),
-            operation(operation_handle),
-            options.as_deref(),
-        ))
-    })
+            operation_handle,
+            options,
+            api::terminate_process,
+        )
+    }
 }
 
 /// `HcsSignalProcess` with `SignalProcessOptions` or null (rule 41).
@@ -109,15 +110,16 @@ pub unsafe extern "C" fn HcsSignalProcess(
     operation_handle: HCS_OPERATION,
     options: PCWSTR,
 ) -> HRESULT {
-    hresult("HcsSignalProcess", || {
-        // SAFETY: forwarded from the caller.
-        let options = unsafe { strings::optional(options) }?;
-        Ok(api::signal_process(
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        ffi::with_options(
+            "HcsSignalProcess",
             process(process_handle),
-            operation(operation_handle),
-            options.as_deref(),
-        ))
-    })
+            operation_handle,
+            options,
+            api::signal_process,
+        )
+    }
 }
 
 /// `HcsGetProcessInfo` (rule 40).
@@ -144,15 +146,16 @@ pub unsafe extern "C" fn HcsGetProcessProperties(
     operation_handle: HCS_OPERATION,
     property_query: PCWSTR,
 ) -> HRESULT {
-    hresult("HcsGetProcessProperties", || {
-        // SAFETY: forwarded from the caller.
-        let query = unsafe { strings::optional(property_query) }?;
-        Ok(api::get_process_properties(
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        ffi::with_options(
+            "HcsGetProcessProperties",
             process(process_handle),
-            operation(operation_handle),
-            query.as_deref(),
-        ))
-    })
+            operation_handle,
+            property_query,
+            api::get_process_properties,
+        )
+    }
 }
 
 /// `HcsModifyProcess` with a `ProcessModifyRequest` (required).

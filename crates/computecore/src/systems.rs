@@ -6,33 +6,8 @@ use crate::abi::{
 };
 use crate::ffi::{self, guard, hresult, operation, system};
 use crate::strings;
-use hcs::{api, HResult, HcsOperation, HcsSystem};
+use hcs::{api, HResult};
 use std::ffi::c_void;
-
-/// The shape of the asynchronous system functions that take optional options.
-type SystemCall = fn(HcsSystem, HcsOperation, Option<&str>) -> HResult;
-
-/// Runs one asynchronous system function with its optional UTF-16 options.
-///
-/// # Safety
-/// `options` is null or a NUL-terminated UTF-16 string.
-unsafe fn system_call(
-    name: &str,
-    handle: HCS_SYSTEM,
-    operation_handle: HCS_OPERATION,
-    options: PCWSTR,
-    call: SystemCall,
-) -> HRESULT {
-    hresult(name, || {
-        // SAFETY: forwarded from the caller.
-        let options = unsafe { strings::optional(options) }?;
-        Ok(call(
-            system(handle),
-            operation(operation_handle),
-            options.as_deref(),
-        ))
-    })
-}
 
 /// `HcsEnumerateComputeSystems` (rule 23).
 ///
@@ -178,7 +153,9 @@ macro_rules! system_function {
             options: PCWSTR,
         ) -> HRESULT {
             // SAFETY: forwarded from the caller.
-            unsafe { system_call(stringify!($name), compute_system, operation, options, $call) }
+            unsafe {
+                ffi::with_options(stringify!($name), system(compute_system), operation, options, $call)
+            }
         }
     };
 }
