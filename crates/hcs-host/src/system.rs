@@ -382,10 +382,16 @@ impl System {
             JobKind::Request(request) => {
                 let outcome = self.execute(&request);
                 if let Some(requester) = job.requester {
-                    // The system may have begun to stop while the engine worked.
+                    // The system may have begun to stop while the engine worked. A crash
+                    // that was delivered is not cut by the exit it causes: that exit is
+                    // what it asked for, and it can win the race to the state lock.
+                    let delivered_crash =
+                        matches!(request, SystemRequest::Crash(_)) && outcome.is_ok();
                     match self.cut_cause(job.seq) {
-                        Some(cause) => self.reply_cut(&requester, &cause, &request),
-                        None => requester.reply_outcome(outcome, request.phase()),
+                        Some(cause) if !delivered_crash => {
+                            self.reply_cut(&requester, &cause, &request)
+                        }
+                        _ => requester.reply_outcome(outcome, request.phase()),
                     }
                 }
             }
