@@ -1,1 +1,100 @@
-fn main() {}
+//! `hcs-guest`: the agent inside HCS Linux guests.
+//!
+//! As `/init` (PID 1) of the initramfs it mounts the basic file systems, loads the virtio
+//! and vsock modules, connects to the host over AF_VSOCK (CID 2, port `CONTROL_PORT`) and
+//! runs processes for it, speaking the protocol of `hcs-guest-protocol`; it reaps every
+//! child and powers the VM off on `Shutdown`. See `docs/guest.md`.
+//!
+//! ```text
+//! hcs-guest                          PID 1 in a VM: vsock to the host (CID 2)
+//! hcs-guest --connect unix:PATH      a plain process (tests): control on PATH, stdio port N
+//!                                    on PATH_N; no mounts, modules or power-off
+//! hcs-guest --connect vsock:CID      a plain process inside a VM, to another CID
+//! ```
+//!
+//! Exit status when not PID 1: 0 after `Shutdown` or when the host closed the connection,
+//! 1 when the host refused the handshake or could not be reached, 2 for a bad command line.
+//! PID 1 never exits: it powers off when the host refuses it, and otherwise reconnects.
+
+mod agent;
+mod error;
+mod init;
+mod log;
+mod process;
+mod procfs;
+mod relay;
+mod spawn;
+mod transport;
+
+use agent::{Agent, Config, Outcome};
+use error::Error;
+use log::log;
+use std::time::Duration;
+use transport::Endpoint;
+
+fn main() {
+    let pid1 = std::process::id() == 1;
+    let config = match parse_args(std::env::args().skip(1), pid1) {
+        Ok(c) => c,
+        Err(e) => {
+            log!("{e}");
+            log!("usage: hcs-guest [--connect unix:PATH | vsock:CID]");
+            std::process::exit(2);
+        }
+    };
+    // Before any thread exists, so that every thread inherits the mask.
+    if let Err(e) = process::block_sigchld() {
+        log!("{e}");
+    }
+    if pid1 {
+        log!("starting as PID 1");
+        if std::panic::catch_unwind(init::setup).is_err() {
+            log!("boot set-up panicked; going on");
+        }
+    }
+    loop {
+        let outcome = std::panic::catch_unwind(|| Agent::new(config.clone()).map(|a| a.run()));
+        let code = match outcome {
+            Ok(Ok(Outcome::HostClosed)) => 0,
+            Ok(Ok(Outcome::Refused)) => {
+                if pid1 {
+                    init::power_off(false);
+                }
+                1
+            }
+            Ok(Ok(Outcome::Unreachable)) => 1,
+            Ok(Err(e)) => {
+                log!("{e}");
+                1
+            }
+            Err(_) => {
+                log!("the agent panicked");
+                101
+            }
+        };
+        if !pid1 {
+            std::process::exit(code);
+        }
+        // PID 1 must not exit (the kernel would panic): start over.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `[--connect ENDPOINT]`; the default is the host over vsock.
+fn parse_args(mut args: impl Iterator<Item = String>, pid1: bool) -> Result<Config, Error> {
+    let mut endpoint = Endpoint::host();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--connect" => {
+                let value = args
+                    .next()
+                    .ok_or_else(|| Error::Usage("--connect needs a value".into()))?;
+                endpoint = Endpoint::parse(&value)?;
+            }
+            // The kernel passes unknown command-line words to init as arguments.
+            _ if pid1 => {}
+            other => return Err(Error::Usage(format!("unknown argument {other}"))),
+        }
+    }
+    Ok(Config { endpoint, pid1 })
+}
