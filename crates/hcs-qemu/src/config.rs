@@ -1,0 +1,144 @@
+//! What a VM is made of: [`VmConfig`] and its parts, as the caller describes them.
+
+use std::path::PathBuf;
+
+/// Everything [`crate::Vm::create`] needs to build one VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Guest RAM in MiB.
+    pub memory_mb: u64,
+    /// Number of virtual processors.
+    pub vcpus: u32,
+    /// The Linux kernel to boot directly (`bzImage`/`vmlinuz`).
+    pub kernel: PathBuf,
+    /// The initramfs, if any.
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line, passed as is. It should name `console=ttyS0` for boot
+    /// messages and `panic=-1` so a panic without pvpanic still ends the VM (as a reset).
+    pub cmdline: String,
+    /// Serial ports by guest index (0 = ttyS0/COM1, 1 = ttyS1/COM2, up to 3).
+    pub serial_ports: Vec<SerialPort>,
+    /// virtio-blk disks, in order: the guest sees them as `/dev/vda`, `/dev/vdb`, ...
+    pub disks: Vec<Disk>,
+    /// virtio-vsock through `vhost-device-vsock`, if wanted.
+    pub vsock: Option<Vsock>,
+    /// Which accelerator to run the guest on.
+    pub accel: Accel,
+    /// Private directory for this VM's sockets and logs (`qemu.log`,
+    /// `vhost-device-vsock.log`, `vhost-vsock.sock`). Created if missing (with its parents)
+    /// and removed by [`crate::Vm::stop`] (a directory that existed before with other files
+    /// in it keeps those). Keep it short: socket paths inside it must fit in 107 bytes.
+    pub runtime_dir: PathBuf,
+}
+
+/// One 16550 UART at a guest index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialPort {
+    /// Guest index: 0 = ttyS0/COM1 (0x3f8), 1 = ttyS1/COM2 (0x2f8), 2, 3.
+    pub index: u32,
+    /// `Some(path)`: QEMU listens on this Unix socket (server, no wait); a client may attach
+    /// and detach at any time and output while no client is attached is dropped.
+    /// `None`: the port exists in the guest but is connected to nothing.
+    pub socket: Option<PathBuf>,
+}
+
+/// One virtio-blk disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// A raw image file or a host block device.
+    pub path: PathBuf,
+    /// The guest cannot write it (QEMU opens it read-only; the guest sees a read-only disk).
+    pub read_only: bool,
+}
+
+/// virtio-vsock served by the rust-vmm `vhost-device-vsock` backend (vhost-user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vsock {
+    /// The guest's context id (3 or more).
+    pub guest_cid: u32,
+    /// The host side. A guest connecting to host CID 2 port P reaches the Unix socket
+    /// `<uds_path>_<P>` (which a host program listens on); a host program connects to
+    /// `uds_path` itself and writes `CONNECT <port>\n` to reach a guest listener. The backend
+    /// creates `uds_path`; [`crate::Vm::stop`] removes it.
+    pub uds_path: PathBuf,
+}
+
+/// The accelerator asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accel {
+    /// KVM where this host's KVM can run a Linux guest, else TCG (see [`crate::resolve_accel`]).
+    #[default]
+    Auto,
+    /// KVM (`-accel kvm`, `-cpu host`); QEMU fails to start where /dev/kvm is unusable.
+    Kvm,
+    /// TCG, QEMU's software emulation: slow but works everywhere.
+    Tcg,
+}
+
+/// The accelerator a VM actually runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolvedAccel {
+    /// Hardware virtualization through /dev/kvm.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+impl ResolvedAccel {
+    /// The name QEMU uses, also fit for logs and properties: `"kvm"` or `"tcg"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolvedAccel::Kvm => "kvm",
+            ResolvedAccel::Tcg => "tcg",
+        }
+    }
+}
+
+impl std::fmt::Display for ResolvedAccel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The QEMU machine type a VM is built on; chosen by [`Machine::for_config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// `microvm`: qboot firmware, no PCI, virtio-mmio devices described in ACPI. About 10 %
+    /// faster to /init than q35 under TCG; at most [`Machine::MICROVM_VIRTIO_SLOTS`] virtio
+    /// devices.
+    Microvm,
+    /// `q35`: SeaBIOS, PCIe, virtio-pci devices. Used when a VM needs more virtio devices
+    /// than microvm has slots.
+    Q35,
+}
+
+impl Machine {
+    /// How many virtio-mmio transports QEMU's microvm has.
+    pub const MICROVM_VIRTIO_SLOTS: usize = 8;
+
+    /// microvm unless the VM has more virtio devices (disks + vsock) than it has slots.
+    pub fn for_config(config: &VmConfig) -> Machine {
+        let virtio = config.disks.len() + usize::from(config.vsock.is_some());
+        if virtio <= Self::MICROVM_VIRTIO_SLOTS {
+            Machine::Microvm
+        } else {
+            Machine::Q35
+        }
+    }
+
+    /// QEMU's name for the machine type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Q35 => "q35",
+        }
+    }
+
+    /// The virtio transport's device-name suffix: `-device` for virtio-mmio, `-pci` for PCI.
+    pub(crate) fn virtio_suffix(self) -> &'static str {
+        match self {
+            Machine::Microvm => "device",
+            Machine::Q35 => "pci",
+        }
+    }
+}

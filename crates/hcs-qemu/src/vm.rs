@@ -1,0 +1,754 @@
+//! One VM: its QEMU process, its vsock backend, its monitor thread, and how it ends.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::accel::resolve_accel;
+use crate::cmdline::{qemu_args, Plan};
+use crate::config::{Machine, ResolvedAccel, VmConfig};
+use crate::error::Error;
+use crate::process::{find_program, Process};
+use crate::qmp::{self, Command, Event, Incoming, QmpClient, QmpReader};
+
+/// The environment variable naming the QEMU binary (default: `qemu-system-x86_64` on PATH).
+pub const QEMU_ENV: &str = "HCS_QEMU";
+/// The environment variable naming the `vhost-device-vsock` binary (default: PATH, then
+/// `~/.cargo/bin`).
+pub const VHOST_DEVICE_VSOCK_ENV: &str = "HCS_VHOST_DEVICE_VSOCK";
+
+/// How long QEMU may take to offer QMP after it is spawned.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a QMP command may take to be answered.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `quit` may take before QEMU is killed.
+const QUIT_GRACE: Duration = Duration::from_secs(2);
+/// How many lines of QEMU's stderr an error or [`Exit::Died`] carries.
+const TAIL_LINES: usize = 20;
+/// The longest Unix socket path (`sun_path` is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// How a VM ended by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// The guest powered off (ACPI S5, `poweroff -f`).
+    PowerOff,
+    /// The guest reset itself (`reboot -f`, triple fault); QEMU stops instead of rebooting.
+    Reset,
+    /// The guest panicked and said so through pvpanic.
+    GuestPanic,
+    /// QEMU ended without the guest or the owner asking (killed from outside, crashed).
+    Died {
+        /// How QEMU ended (exit status or signal) and the last lines of its stderr.
+        detail: String,
+    },
+}
+
+/// Called at most once per VM, from a thread of this crate, when the VM ends by itself;
+/// never after (or during) [`Vm::stop`]. It should hand work to another thread rather than
+/// call back into the VM.
+pub type ExitHandler = Box<dyn Fn(Exit) + Send + Sync>;
+
+/// One VM: a `qemu-system-x86_64` process (and its vsock backend) driven over QMP.
+///
+/// Every method takes `&self` and may be called from any thread. Dropping a `Vm` stops it.
+pub struct Vm {
+    shared: Arc<Shared>,
+    /// The monitor thread, joined by `stop()`.
+    monitor: Mutex<Option<JoinHandle<()>>>,
+    /// `stop()` has finished (serializes concurrent stops).
+    stopped: Mutex<bool>,
+    accel: ResolvedAccel,
+    accel_reason: &'static str,
+    machine: Machine,
+    memory_mb: u64,
+    vcpus: u32,
+}
+
+/// What the monitor thread and the owner share.
+struct Shared {
+    qmp: QmpClient,
+    qemu: Process,
+    backend: Option<Process>,
+    /// Files and sockets to remove when the VM is stopped.
+    cleanup: Cleanup,
+    /// `stop()` has begun: commands fail and no exit will be reported.
+    stopping: Mutex<bool>,
+    /// QEMU has been reaped (set by the monitor thread).
+    ended: Mutex<bool>,
+    ended_cv: Condvar,
+    /// The last CPU time read, kept for after QEMU is gone.
+    cpu_time: AtomicU64,
+    /// The monitor thread's id (so a stop() from the exit handler does not join itself).
+    monitor_id: Mutex<Option<ThreadId>>,
+}
+
+impl Vm {
+    /// Builds the VM, paused before its first instruction.
+    ///
+    /// Checks that the kernel, initrd and disks can be read (errors name the path), spawns
+    /// `vhost-device-vsock` (if `config.vsock`) and QEMU with `-S`, and negotiates QMP. On any
+    /// error nothing is left running and the files this call made are removed; when QEMU ends
+    /// during start-up the error carries its stderr tail.
+    pub fn create(config: VmConfig, on_exit: ExitHandler) -> Result<Vm, Error> {
+        validate(&config)?;
+        let disk_is_block_device = check_files(&config)?;
+        let qemu_bin = find_program("QEMU", QEMU_ENV, "qemu-system-x86_64", &[])?;
+        let backend_bin = match &config.vsock {
+            Some(_) => {
+                let cargo_bin = std::env::var_os("HOME")
+                    .map(|home| PathBuf::from(home).join(".cargo/bin"))
+                    .into_iter()
+                    .collect::<Vec<_>>();
+                Some(find_program(
+                    "vhost-device-vsock",
+                    VHOST_DEVICE_VSOCK_ENV,
+                    "vhost-device-vsock",
+                    &cargo_bin,
+                )?)
+            }
+            None => None,
+        };
+        let (accel, accel_reason) = resolve_accel(config.accel);
+        let machine = Machine::for_config(&config);
+
+        let runtime_dir = std::path::absolute(&config.runtime_dir)
+            .map_err(|e| Error::io("runtime directory", e))?;
+        let cleanup = Cleanup {
+            dir_created: !runtime_dir.exists(),
+            dir: runtime_dir.clone(),
+            files: Vec::new(),
+        };
+        let vhost_socket = runtime_dir.join("vhost-vsock.sock");
+        check_socket_paths(&config, &vhost_socket)?;
+        std::fs::create_dir_all(&runtime_dir).map_err(|e| {
+            Error::io(
+                format!("cannot create runtime directory {}", runtime_dir.display()),
+                e,
+            )
+        })?;
+        // From here on, an early return must undo: the guard does.
+        let mut guard = CreateGuard {
+            cleanup: Some(cleanup),
+            processes: Vec::new(),
+        };
+        if let Some(vsock) = &config.vsock {
+            guard.files().push(vhost_socket.clone());
+            guard.files().push(vsock.uds_path.clone());
+        }
+        for port in &config.serial_ports {
+            if let Some(path) = &port.socket {
+                guard.files().push(path.clone());
+            }
+        }
+
+        // 1. The vsock backend, listening before QEMU connects to it.
+        let backend = match (&config.vsock, &backend_bin) {
+            (Some(vsock), Some(bin)) => {
+                let log = runtime_dir.join("vhost-device-vsock.log");
+                guard.files().push(log.clone());
+                let args = vec![
+                    "--guest-cid".into(),
+                    vsock.guest_cid.to_string().into(),
+                    "--socket".into(),
+                    vhost_socket.clone().into_os_string(),
+                    "--uds-path".into(),
+                    vsock.uds_path.clone().into_os_string(),
+                ];
+                let process = Arc::new(Process::spawn(
+                    "vhost-device-vsock",
+                    bin,
+                    &args,
+                    &log,
+                    None,
+                )?);
+                guard.processes.push(process.clone());
+                wait_listening(&process, &vhost_socket)?;
+                Some(process)
+            }
+            _ => None,
+        };
+
+        // 2. QEMU, paused, with QMP on a socket pair.
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| Error::io("cannot create the QMP socket pair", e))?;
+        let theirs = OwnedFd::from(theirs);
+        let args = qemu_args(
+            &config,
+            &Plan {
+                machine,
+                accel,
+                vhost_vsock_socket: &vhost_socket,
+                disk_is_block_device: &disk_is_block_device,
+            },
+        );
+        let log = runtime_dir.join("qemu.log");
+        guard.files().push(log.clone());
+        tracing::debug!(
+            qemu = %qemu_bin.display(),
+            args = ?args,
+            "starting QEMU"
+        );
+        let qemu = Arc::new(Process::spawn(
+            "qemu",
+            &qemu_bin,
+            &args,
+            &log,
+            Some(&theirs),
+        )?);
+        drop(theirs);
+        guard.processes.push(qemu.clone());
+        let started = Instant::now();
+        let (client, reader, version) = match qmp::handshake(ours, STARTUP_TIMEOUT) {
+            Ok(parts) => parts,
+            Err(e) => {
+                qemu.kill();
+                let status = qemu.wait();
+                let detail = format!(
+                    "{status} ({e}); its stderr ends with:\n{}",
+                    qemu.log_tail(TAIL_LINES)
+                );
+                return Err(Error::StartFailed {
+                    program: "QEMU",
+                    detail,
+                });
+            }
+        };
+        tracing::info!(
+            pid = qemu.pid(),
+            %accel,
+            accel_reason,
+            machine = machine.as_str(),
+            qemu_version = %version,
+            ready_ms = started.elapsed().as_millis() as u64,
+            "QEMU ready (paused)"
+        );
+
+        // Success: the guard lets go and the VM owns everything.
+        guard.processes.clear();
+        let Some(cleanup) = guard.cleanup.take() else {
+            unreachable!("the guard is disarmed only here");
+        };
+        drop(guard);
+        let shared = Arc::new(Shared {
+            qmp: client,
+            qemu: Arc::into_inner(qemu)
+                .ok_or_else(|| Error::Protocol("QEMU process shared".into()))?,
+            backend: backend.and_then(Arc::into_inner),
+            cleanup,
+            stopping: Mutex::new(false),
+            ended: Mutex::new(false),
+            ended_cv: Condvar::new(),
+            cpu_time: AtomicU64::new(0),
+            monitor_id: Mutex::new(None),
+        });
+        let monitor = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("qemu-{}", shared.qemu.pid()))
+                .spawn(move || monitor(&shared, reader, on_exit))
+        };
+        let monitor = match monitor {
+            Ok(handle) => handle,
+            Err(e) => {
+                // No monitor: end QEMU here. Nobody else holds `shared`'s processes.
+                shared.qemu.kill();
+                shared.qemu.wait();
+                if let Some(b) = &shared.backend {
+                    b.kill();
+                    b.wait();
+                }
+                shared.cleanup.run();
+                return Err(Error::io("cannot start the QEMU monitor thread", e));
+            }
+        };
+        *shared.monitor_id.lock() = Some(monitor.thread().id());
+        Ok(Vm {
+            shared,
+            monitor: Mutex::new(Some(monitor)),
+            stopped: Mutex::new(false),
+            accel,
+            accel_reason,
+            machine,
+            memory_mb: config.memory_mb,
+            vcpus: config.vcpus,
+        })
+    }
+
+    /// Runs the guest from its first instruction (QMP `cont`).
+    pub fn start(&self) -> Result<(), Error> {
+        self.execute(Command::Cont)
+    }
+
+    /// Pauses the vCPUs; guest state is kept (QMP `stop`).
+    pub fn pause(&self) -> Result<(), Error> {
+        self.execute(Command::Stop)
+    }
+
+    /// Resumes paused vCPUs (QMP `cont`).
+    pub fn resume(&self) -> Result<(), Error> {
+        self.execute(Command::Cont)
+    }
+
+    /// Injects an NMI into the vCPUs (QMP `inject-nmi`): Linux panics on it with
+    /// `kernel.unknown_nmi_panic=1` / `nmi_watchdog`-style settings, else logs it.
+    pub fn inject_nmi(&self) -> Result<(), Error> {
+        self.execute(Command::InjectNmi)
+    }
+
+    /// Presses the ACPI power button (QMP `system_powerdown`). The guest decides what to do:
+    /// Linux's `button` driver turns it into a KEY_POWER input event for user space.
+    pub fn power_button(&self) -> Result<(), Error> {
+        self.execute(Command::SystemPowerdown)
+    }
+
+    /// Ends the VM and frees everything it holds: QMP `quit`, SIGKILL if QEMU has not ended
+    /// after a short grace, reaps it, stops the vsock backend and removes the runtime
+    /// directory (and the vsock `uds_path` and serial sockets). Idempotent; calls running
+    /// concurrently return promptly with [`Error::Stopped`]; no [`Exit`] is reported after it
+    /// has begun.
+    pub fn stop(&self) {
+        let mut stopped = self.stopped.lock();
+        if *stopped {
+            return;
+        }
+        *self.shared.stopping.lock() = true;
+        let shared = &self.shared;
+        if !shared.wait_ended(Duration::ZERO) {
+            let _ = shared.qmp.send_only(Command::Quit);
+            if !shared.wait_ended(QUIT_GRACE) {
+                tracing::warn!(pid = shared.qemu.pid(), "QEMU ignored quit; killing it");
+                shared.qemu.kill();
+                // Unblocks the monitor thread even if QEMU lingers (uninterruptible I/O).
+                shared.qmp.shutdown();
+                shared.wait_ended(Duration::from_secs(10));
+            }
+        }
+        let on_monitor = *shared.monitor_id.lock() == Some(std::thread::current().id());
+        if !on_monitor && *shared.ended.lock() {
+            if let Some(handle) = self.monitor.lock().take() {
+                let _ = handle.join();
+            }
+        }
+        if let Some(backend) = &shared.backend {
+            backend.kill();
+            backend.wait();
+        }
+        shared.cleanup.run();
+        tracing::debug!(pid = shared.qemu.pid(), "VM stopped");
+        *stopped = true;
+    }
+
+    /// The accelerator the VM runs on.
+    pub fn accel(&self) -> ResolvedAccel {
+        self.accel
+    }
+
+    /// Why that accelerator was chosen (for logs and properties).
+    pub fn accel_reason(&self) -> &'static str {
+        self.accel_reason
+    }
+
+    /// The QEMU machine type the VM is built on.
+    pub fn machine(&self) -> Machine {
+        self.machine
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.shared.qemu.pid()
+    }
+
+    /// Host CPU time QEMU has used (all its threads, user + system), in 100 ns units. After
+    /// QEMU has ended, the last value read.
+    pub fn cpu_time_100ns(&self) -> u64 {
+        match self.shared.qemu.cpu_time_100ns() {
+            Some(t) => {
+                self.shared.cpu_time.fetch_max(t, Ordering::Relaxed);
+                self.shared.cpu_time.load(Ordering::Relaxed)
+            }
+            None => self.shared.cpu_time.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Guest RAM in MiB.
+    pub fn memory_mb(&self) -> u64 {
+        self.memory_mb
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> u32 {
+        self.vcpus
+    }
+
+    /// Sends a command unless the VM is stopping.
+    fn execute(&self, command: Command) -> Result<(), Error> {
+        if *self.shared.stopping.lock() {
+            return Err(Error::Stopped);
+        }
+        self.shared.qmp.execute(command, COMMAND_TIMEOUT)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("pid", &self.pid())
+            .field("accel", &self.accel)
+            .field("machine", &self.machine)
+            .field("memory_mb", &self.memory_mb)
+            .field("vcpus", &self.vcpus)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Waits up to `timeout` for QEMU to be reaped; whether it has been.
+    fn wait_ended(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut ended = self.ended.lock();
+        while !*ended {
+            if self.ended_cv.wait_until(&mut ended, deadline).timed_out() {
+                break;
+            }
+        }
+        *ended
+    }
+}
+
+/// The monitor thread: reads QMP until QEMU closes it, reaps QEMU, reports the exit.
+fn monitor(shared: &Shared, mut reader: QmpReader, on_exit: ExitHandler) {
+    let mut guest_exit: Option<Exit> = None;
+    let mut host_reason: Option<String> = None;
+    loop {
+        match reader.next() {
+            Ok(Some(Incoming::Reply { id, reply })) => shared.qmp.deliver(id, reply),
+            Ok(Some(Incoming::Event(event))) => {
+                tracing::debug!(pid = shared.qemu.pid(), ?event, "QMP event");
+                match event {
+                    Event::GuestPanicked => guest_exit = Some(Exit::GuestPanic),
+                    Event::Shutdown {
+                        guest: true,
+                        reason,
+                    } => {
+                        guest_exit.get_or_insert(match reason.as_str() {
+                            "guest-reset" => Exit::Reset,
+                            "guest-panic" => Exit::GuestPanic,
+                            _ => Exit::PowerOff,
+                        });
+                    }
+                    Event::Shutdown {
+                        guest: false,
+                        reason,
+                    } => host_reason = Some(reason),
+                    Event::Other(_) => {}
+                }
+            }
+            Ok(None) => break,
+            Err(Error::Protocol(e)) => tracing::warn!(error = %e, "bad QMP message ignored"),
+            Err(e) => {
+                tracing::warn!(error = %e, "QMP socket failed");
+                break;
+            }
+        }
+    }
+    shared.qmp.close();
+    let status = shared.qemu.wait();
+    // QEMU is gone; its vsock backend has nothing left to serve.
+    if let Some(backend) = &shared.backend {
+        backend.kill();
+        backend.wait();
+    }
+    {
+        *shared.ended.lock() = true;
+        shared.ended_cv.notify_all();
+    }
+    // Claim the report unless stop() has begun; stop() cannot begin in between.
+    let report = {
+        let stopping = shared.stopping.lock();
+        !*stopping
+    };
+    if !report {
+        return;
+    }
+    let exit = guest_exit.unwrap_or_else(|| {
+        let why = match host_reason {
+            Some(reason) => format!(" after a {reason} shutdown"),
+            None => String::new(),
+        };
+        Exit::Died {
+            detail: format!(
+                "QEMU {status}{why}; its stderr ends with:\n{}",
+                shared.qemu.log_tail(TAIL_LINES)
+            ),
+        }
+    });
+    tracing::info!(pid = shared.qemu.pid(), ?exit, "VM ended by itself");
+    on_exit(exit);
+}
+
+/// Files to remove when the VM goes away.
+struct Cleanup {
+    dir: PathBuf,
+    /// The runtime directory did not exist before `create`: remove it whole.
+    dir_created: bool,
+    /// Files and sockets outside (or inside) the directory.
+    files: Vec<PathBuf>,
+}
+
+impl Cleanup {
+    fn run(&self) {
+        for file in &self.files {
+            // Outside the runtime directory only sockets are ours to remove.
+            let ours = file.starts_with(&self.dir)
+                || std::fs::symlink_metadata(file)
+                    .map(|m| m.file_type().is_socket())
+                    .unwrap_or(false);
+            if ours {
+                let _ = std::fs::remove_file(file);
+            }
+        }
+        if self.dir_created || !self.dir_has_foreign_files() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Whether the runtime directory holds files this crate did not make (then it is left).
+    fn dir_has_foreign_files(&self) -> bool {
+        std::fs::read_dir(&self.dir)
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false)
+    }
+}
+
+/// Undoes a half-made `create` when dropped before it is disarmed.
+struct CreateGuard {
+    cleanup: Option<Cleanup>,
+    processes: Vec<Arc<Process>>,
+}
+
+impl CreateGuard {
+    fn files(&mut self) -> &mut Vec<PathBuf> {
+        match &mut self.cleanup {
+            Some(c) => &mut c.files,
+            None => unreachable!("files are registered before the guard is disarmed"),
+        }
+    }
+}
+
+impl Drop for CreateGuard {
+    fn drop(&mut self) {
+        for process in self.processes.iter().rev() {
+            process.kill();
+            process.wait();
+        }
+        if let Some(cleanup) = &self.cleanup {
+            cleanup.run();
+        }
+    }
+}
+
+/// Rejects what QEMU would refuse less clearly.
+fn validate(config: &VmConfig) -> Result<(), Error> {
+    let invalid = |m: String| Err(Error::InvalidConfig(m));
+    if config.vcpus == 0 {
+        return invalid("at least one vCPU is needed".into());
+    }
+    if config.memory_mb < 16 {
+        return invalid(format!(
+            "{} MiB of memory is too little (at least 16 MiB)",
+            config.memory_mb
+        ));
+    }
+    let mut seen = [false; 4];
+    for port in &config.serial_ports {
+        let Some(slot) = seen.get_mut(port.index as usize) else {
+            return invalid(format!("serial port index {} (0 to 3 only)", port.index));
+        };
+        if std::mem::replace(slot, true) {
+            return invalid(format!("serial port {} given twice", port.index));
+        }
+    }
+    if let Some(vsock) = &config.vsock {
+        if vsock.guest_cid < 3 {
+            return invalid(format!(
+                "vsock guest CID {} (0-2 are reserved; use 3 or more)",
+                vsock.guest_cid
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the kernel, initrd and disks can be opened as QEMU will; says per disk
+/// whether it is a block device.
+fn check_files(config: &VmConfig) -> Result<Vec<bool>, Error> {
+    let file_error = |what: &str, path: &Path, source| Error::File {
+        what: what.to_owned(),
+        path: path.to_owned(),
+        source,
+    };
+    let readable_file = |what: &str, path: &Path| -> Result<(), Error> {
+        let file = File::open(path).map_err(|e| file_error(what, path, e))?;
+        let meta = file.metadata().map_err(|e| file_error(what, path, e))?;
+        if meta.is_file() {
+            Ok(())
+        } else {
+            Err(file_error(
+                what,
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+            ))
+        }
+    };
+    readable_file("kernel", &config.kernel)?;
+    if let Some(initrd) = &config.initrd {
+        readable_file("initrd", initrd)?;
+    }
+    config
+        .disks
+        .iter()
+        .enumerate()
+        .map(|(n, disk)| {
+            let what = format!("disk {n}");
+            let file = File::options()
+                .read(true)
+                .write(!disk.read_only)
+                .open(&disk.path)
+                .map_err(|e| file_error(&what, &disk.path, e))?;
+            let kind = file
+                .metadata()
+                .map_err(|e| file_error(&what, &disk.path, e))?
+                .file_type();
+            if kind.is_block_device() {
+                Ok(true)
+            } else if kind.is_file() {
+                Ok(false)
+            } else {
+                Err(file_error(
+                    &what,
+                    &disk.path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "neither a regular file nor a block device",
+                    ),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// Unix socket paths must fit in `sun_path`.
+fn check_socket_paths(config: &VmConfig, vhost_socket: &Path) -> Result<(), Error> {
+    let mut sockets: Vec<(String, &Path, usize)> = Vec::new();
+    for port in &config.serial_ports {
+        if let Some(path) = &port.socket {
+            sockets.push((format!("serial port {} socket", port.index), path, 0));
+        }
+    }
+    if let Some(vsock) = &config.vsock {
+        sockets.push(("vhost-user socket (in runtime_dir)".into(), vhost_socket, 0));
+        // "_<port>" is appended for guest-initiated connections: keep room for 10 digits.
+        sockets.push(("vsock uds_path".into(), &vsock.uds_path, 11));
+    }
+    for (what, path, extra) in sockets {
+        let len = path.as_os_str().len() + extra;
+        if len > MAX_SOCKET_PATH {
+            return Err(Error::InvalidConfig(format!(
+                "{what} {} is too long for a Unix socket ({len} bytes, at most \
+                 {MAX_SOCKET_PATH}); use a shorter path",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the backend listens on `socket` (it binds, then listens), or fails with its
+/// stderr tail if it ends first.
+fn wait_listening(backend: &Process, socket: &Path) -> Result<(), Error> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = backend.try_wait() {
+            return Err(Error::StartFailed {
+                program: "vhost-device-vsock",
+                detail: format!(
+                    "{status}; its stderr ends with:\n{}",
+                    backend.log_tail(TAIL_LINES)
+                ),
+            });
+        }
+        if is_listening(socket) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::StartFailed {
+                program: "vhost-device-vsock",
+                detail: format!(
+                    "it did not listen on {} within 10 s; its stderr ends with:\n{}",
+                    socket.display(),
+                    backend.log_tail(TAIL_LINES)
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether a listening Unix socket is bound at `path` (from /proc/net/unix, without
+/// connecting to it: the backend would take a probe for its one frontend).
+fn is_listening(path: &Path) -> bool {
+    let is_socket = std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_socket())
+        .unwrap_or(false);
+    if !is_socket {
+        return false;
+    }
+    let Ok(table) = std::fs::read("/proc/net/unix") else {
+        return true; // no /proc: the socket file is the best sign there is
+    };
+    let want = path.as_os_str().as_encoded_bytes();
+    String::from_utf8_lossy(&table).lines().skip(1).any(|line| {
+        // Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 = __SO_ACCEPTCON.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.len() >= 8 && fields[3] == "00010000" && fields[7..].join(" ").as_bytes() == want
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_socket_is_seen() {
+        let dir = std::env::temp_dir().join(format!("hcs-qemu-listen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s");
+        assert!(!is_listening(&path));
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(is_listening(&path));
+        drop(listener);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn vm_is_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Vm>();
+        send_sync::<Error>();
+    }
+}
