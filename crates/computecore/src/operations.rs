@@ -163,23 +163,33 @@ fn process_info_allowed(op_type: OperationType) -> bool {
     )
 }
 
-/// Fills `*info` after a successful CreateProcess or GetProcessInfo. No engine runs guest
-/// processes yet, so no such call succeeds today; the structure is zeroed (no pipes).
+/// Fills `*info` after a successful CreateProcess or GetProcessInfo (O-15, O-16): the
+/// guest pid, and the std handles as file descriptors cast to `HANDLE` (NULL when the
+/// pipe was not asked for; HCS-API §5.1). The caller owns and closes them.
 ///
 /// # Safety
 /// `info` is null or valid for a write of one `HCS_PROCESS_INFORMATION`.
-unsafe fn fill_process_info(info: *mut HCS_PROCESS_INFORMATION, result: HResult) {
+unsafe fn fill_process_info(
+    info: *mut HCS_PROCESS_INFORMATION,
+    operation: hcs::HcsOperation,
+    result: HResult,
+) {
     if info.is_null() || result != HResult::S_OK {
         return;
     }
+    let process = api::get_operation_process_information(operation);
+    let handle = |fd: Option<std::os::fd::RawFd>| match fd {
+        Some(fd) => fd as isize as HANDLE,
+        None => std::ptr::null_mut(),
+    };
     // SAFETY: non-null and valid for a write (caller's promise).
     unsafe {
         info.write(HCS_PROCESS_INFORMATION {
-            ProcessId: 0,
+            ProcessId: process.map_or(0, |p| p.process_id),
             Reserved: 0,
-            StdInput: std::ptr::null_mut(),
-            StdOutput: std::ptr::null_mut(),
-            StdError: std::ptr::null_mut(),
+            StdInput: handle(process.and_then(|p| p.std_input)),
+            StdOutput: handle(process.and_then(|p| p.std_output)),
+            StdError: handle(process.and_then(|p| p.std_error)),
         })
     };
 }
@@ -202,7 +212,7 @@ pub unsafe extern "C" fn HcsGetOperationResultAndProcessInfo(
         // SAFETY: forwarded from the caller.
         let result = unsafe { finish(result_document, api::get_operation_result(op)) };
         // SAFETY: forwarded from the caller.
-        unsafe { fill_process_info(process_information, result) };
+        unsafe { fill_process_info(process_information, op, result) };
         Ok(result)
     })
 }
@@ -227,7 +237,7 @@ pub unsafe extern "C" fn HcsWaitForOperationResultAndProcessInfo(
         // SAFETY: forwarded from the caller.
         let result = unsafe { finish(result_document, outcome) };
         // SAFETY: forwarded from the caller.
-        unsafe { fill_process_info(process_information, result) };
+        unsafe { fill_process_info(process_information, op, result) };
         Ok(result)
     })
 }

@@ -5,6 +5,7 @@
 //! stop and NMI. It reports the guest ending itself through the exit handler given at
 //! creation. Engines know nothing of HCS: no JSON, no HRESULTs, no states.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What a VM is made of, in engine words. Built by [`crate::plan::plan_vm`].
@@ -16,6 +17,27 @@ pub struct VmPlan {
     pub vcpus: u32,
     /// What the vCPUs run first.
     pub firmware: Firmware,
+    /// Serial ports (`ComPorts`), by guest index.
+    pub serial_ports: Vec<SerialPort>,
+    /// Block devices (`Scsi` attachments, then `VirtualPMem` devices), in guest order.
+    pub disks: Vec<Disk>,
+    /// A virtio-vsock device (`HvSocket` or `GuestConnection`); its host side is
+    /// `<runtime_dir>/vsock.sock` (+ `_<port>` for connections the guest makes).
+    pub vsock: bool,
+    /// A private directory for the engine's sockets and logs, chosen by the host per VM;
+    /// `None` for engines that need none.
+    pub runtime_dir: Option<PathBuf>,
+}
+
+impl VmPlan {
+    /// The host side of the vsock device: guest connections to port `p` arrive on the
+    /// Unix socket `<this path>_<p>`.
+    pub fn vsock_uds(&self) -> Option<PathBuf> {
+        match (&self.runtime_dir, self.vsock) {
+            (Some(dir), true) => Some(dir.join("vsock.sock")),
+            _ => None,
+        }
+    }
 }
 
 /// The boot method of a [`VmPlan`].
@@ -23,6 +45,53 @@ pub struct VmPlan {
 pub enum Firmware {
     /// The built-in firmware with nothing to boot: it idles until stopped (`"Uefi": {}`).
     Idle,
+    /// A Linux kernel booted directly (`LinuxKernelDirect`).
+    LinuxDirect {
+        /// The kernel image (bzImage).
+        kernel: PathBuf,
+        /// The initial ramdisk, if any.
+        initrd: Option<PathBuf>,
+        /// The kernel command line.
+        cmdline: String,
+    },
+}
+
+/// One serial port of a [`VmPlan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialPort {
+    /// Guest index: 0 = ttyS0 (COM1), 1 = ttyS1 (COM2).
+    pub index: u32,
+    /// The host Unix socket the engine listens on; `None` = disconnected.
+    pub socket: Option<PathBuf>,
+}
+
+/// One block device of a [`VmPlan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// A raw image file or a host block device.
+    pub path: PathBuf,
+    /// The guest cannot write it.
+    pub read_only: bool,
+}
+
+/// Which engine builds a [`VmPlan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// The built-in VMM (`hcs-kvm`): empty VMs.
+    Kvm,
+    /// QEMU (`hcs-qemu`): Linux guests and devices.
+    Qemu,
+}
+
+impl VmPlan {
+    /// The engine this plan needs: Linux direct boot needs QEMU; the idle firmware runs on
+    /// the built-in VMM.
+    pub fn engine_kind(&self) -> EngineKind {
+        match self.firmware {
+            Firmware::Idle => EngineKind::Kvm,
+            Firmware::LinuxDirect { .. } => EngineKind::Qemu,
+        }
+    }
 }
 
 /// How a guest ended itself.
@@ -34,8 +103,12 @@ pub enum EngineExit {
     Reset,
     /// The guest triple-faulted.
     TripleFault,
+    /// The guest kernel panicked (reported through pvpanic).
+    GuestPanic,
     /// The VMM failed while running the guest.
     Failed(String),
+    /// The VMM's process died without being asked (killed, crashed); with what it said.
+    ProcessDied(String),
 }
 
 /// Called at most once per VM, from an engine thread, when the guest ends itself.
@@ -87,6 +160,14 @@ pub trait EngineVm: Send + Sync {
     fn resume(&self) -> Result<(), EngineError>;
     /// Injects an NMI into the first vCPU (the guest's crash mechanism).
     fn inject_nmi(&self) -> Result<(), EngineError>;
+    /// Presses the ACPI power button (a guest without an agent shuts down on it).
+    fn power_button(&self) -> Result<(), EngineError> {
+        Err(EngineError::Failed(
+            "this virtual machine has no ACPI power button".into(),
+        ))
+    }
+    /// How the vCPUs run, for logs and properties ("kvm", "qemu/tcg", ...).
+    fn accelerator(&self) -> String;
     /// Stops the VM and frees everything it holds. Idempotent.
     fn stop(&self);
     /// Number of vCPUs.

@@ -5,11 +5,15 @@
 //! handle the session holds is told when its system exits. Dropping a session closes its
 //! handles, as when a client process dies (HCS-API rule 28).
 
-use crate::engine::{Engine, EngineLimits, VmPlan};
+use crate::engine::{Engine, EngineKind, EngineLimits, VmPlan};
 use crate::error::Failure;
 use crate::kvm_engine::KvmEngine;
 use crate::plan::plan_vm;
-use crate::protocol::{HostMessage, MessageSink, Reply, Request, RequestBody, SystemHandle};
+use crate::protocol::{
+    HostMessage, MessageSink, ProcessHandle, Reply, Request, RequestBody, SystemHandle,
+};
+use crate::qemu_engine::QemuEngine;
+
 use crate::system::{Life, Requester, System};
 use hcs_schema::{HResult, Limits};
 use parking_lot::Mutex;
@@ -24,7 +28,10 @@ pub struct Host {
 }
 
 pub(crate) struct HostInner {
+    /// Builds the empty VMs (and checks documents' limits).
     pub engine: Arc<dyn Engine>,
+    /// Builds the Linux guests.
+    pub qemu: Arc<dyn Engine>,
     registry: Mutex<HashMap<String, Arc<System>>>,
     live_vms: AtomicUsize,
     next_session: AtomicU64,
@@ -49,6 +56,14 @@ impl HostInner {
     pub fn vm_created(&self) {
         self.live_vms.fetch_add(1, Ordering::SeqCst);
     }
+
+    /// The engine that builds `plan` (ARCHITECTURE.md, "The engines").
+    pub fn engine_for(&self, plan: &VmPlan) -> &Arc<dyn Engine> {
+        match plan.engine_kind() {
+            EngineKind::Kvm => &self.engine,
+            EngineKind::Qemu => &self.qemu,
+        }
+    }
 }
 
 impl std::fmt::Debug for Host {
@@ -61,11 +76,17 @@ impl std::fmt::Debug for Host {
 }
 
 impl Host {
-    /// A host whose VMs are built by `engine`.
+    /// A host whose empty VMs are built by `engine`, and Linux guests by QEMU.
     pub fn new(engine: Arc<dyn Engine>) -> Host {
+        Host::with_engines(engine, Arc::new(QemuEngine::new()))
+    }
+
+    /// A host with both engines given: `kvm` for empty VMs, `qemu` for Linux guests.
+    pub fn with_engines(kvm: Arc<dyn Engine>, qemu: Arc<dyn Engine>) -> Host {
         Host {
             inner: Arc::new(HostInner {
-                engine,
+                engine: kvm,
+                qemu,
                 registry: Mutex::new(HashMap::new()),
                 live_vms: AtomicUsize::new(0),
                 next_session: AtomicU64::new(1),
@@ -87,6 +108,7 @@ impl Host {
                 host: Arc::clone(&self.inner),
                 sink,
                 handles: Mutex::new(HashMap::new()),
+                processes: Mutex::new(HashMap::new()),
                 unborn: Mutex::new(HashSet::new()),
             }),
         }
@@ -152,13 +174,44 @@ pub(crate) struct SessionShared {
     host: Arc<HostInner>,
     sink: Arc<dyn MessageSink>,
     handles: Mutex<HashMap<SystemHandle, Arc<System>>>,
+    /// Process handles bound to a guest process: its system, its pid, and whether this
+    /// handle created it (opened ones have no start-up information).
+    processes: Mutex<HashMap<ProcessHandle, ProcessBinding>>,
     /// Handles whose create failed before a system existed: they answer "not found".
     unborn: Mutex<HashSet<SystemHandle>>,
+}
+
+struct ProcessBinding {
+    system: Arc<System>,
+    pid: u32,
+    created: bool,
 }
 
 impl SessionShared {
     pub fn deliver(&self, message: HostMessage) {
         self.sink.deliver(message);
+    }
+
+    /// Records that `handle` names process `pid` of `system` (created through it unless
+    /// the handle is already bound by an open).
+    pub fn bind_process(&self, handle: ProcessHandle, system: &Arc<System>, pid: u32) {
+        self.processes
+            .lock()
+            .entry(handle)
+            .or_insert_with(|| ProcessBinding {
+                system: Arc::clone(system),
+                pid,
+                created: true,
+            });
+    }
+
+    fn close_process(&self, handle: ProcessHandle) {
+        if let Some(binding) = self.processes.lock().remove(&handle) {
+            binding
+                .system
+                .processes
+                .unbind(self.id, handle, binding.pid);
+        }
     }
 
     fn reply(&self, id: u64, outcome: Result<Option<String>, Failure>, phase: &str) {
@@ -201,8 +254,13 @@ impl SessionShared {
                 return Err(already_exists(&id));
             }
             // The same checks as `check_document`, with the id check where HCS puts it.
-            let (plan, settings) = plan_vm(&document)?;
-            limits?;
+            let (mut plan, settings) = plan_vm(&document)?;
+            if plan.engine_kind() == EngineKind::Kvm {
+                limits?;
+            }
+            if plan.engine_kind() == EngineKind::Qemu {
+                plan.runtime_dir = Some(crate::paths::vm_dir(&id));
+            }
             let system = System::spawn(id.clone(), settings, plan, Arc::downgrade(&self.host))
                 .map_err(|e| {
                     Failure::new(
@@ -340,32 +398,69 @@ impl Session {
                 let outcome = shared.enumerate(query.as_deref());
                 shared.reply(id, outcome, "Enumerate");
             }
-            RequestBody::OpenProcess { system, pid, .. } => {
-                let outcome = match shared.handles.lock().get(&system).cloned() {
-                    // No engine runs guest processes yet, so no pid names a process.
-                    Some(system) => Err(Failure::new(
-                        HResult::ERROR_NOT_FOUND,
-                        format!(
-                            "compute system '{}' has no process with id {pid}",
-                            system.id
-                        ),
-                    )),
-                    None => Err(shared.no_system(system)),
-                };
-                shared.reply(id, outcome, "OpenProcess");
+            RequestBody::OpenProcess {
+                system,
+                process,
+                pid,
+            } => {
+                let found = shared.handles.lock().get(&system).cloned();
+                match found {
+                    Some(found) => {
+                        // Marked as opened before the bind so that it never counts as created.
+                        shared.processes.lock().insert(
+                            process,
+                            ProcessBinding {
+                                system: Arc::clone(&found),
+                                pid,
+                                created: false,
+                            },
+                        );
+                        if !found.open_process(shared, id, process, pid) {
+                            shared.processes.lock().remove(&process);
+                            shared.reply(
+                                id,
+                                Err(Failure::new(
+                                    HResult::ERROR_NOT_FOUND,
+                                    format!(
+                                        "compute system '{}' has no running process with id \
+                                         {pid} started through this host",
+                                        found.id
+                                    ),
+                                )),
+                                "OpenProcess",
+                            );
+                        }
+                    }
+                    None => shared.reply(id, Err(shared.no_system(system)), "OpenProcess"),
+                }
             }
-            RequestBody::CloseProcess { .. } => shared.reply(id, Ok(None), "CloseProcess"),
-            RequestBody::Process { handle, request } => shared.reply(
-                id,
-                Err(Failure::new(
-                    HResult::ERROR_NOT_FOUND,
-                    format!(
-                        "process handle {handle} names no process: its HcsCreateProcess did \
-                         not succeed"
+            RequestBody::CloseProcess { handle } => {
+                shared.close_process(handle);
+                shared.reply(id, Ok(None), "CloseProcess");
+            }
+            RequestBody::Process { handle, request } => {
+                let binding = shared
+                    .processes
+                    .lock()
+                    .get(&handle)
+                    .map(|b| (Arc::clone(&b.system), b.pid, b.created));
+                match binding {
+                    Some((system, pid, created)) => {
+                        system.process_request(shared.requester(id), pid, created, request)
+                    }
+                    None => shared.reply(
+                        id,
+                        Err(Failure::new(
+                            HResult::ERROR_NOT_FOUND,
+                            format!(
+                                "process handle {handle} names no process: its \
+                                 HcsCreateProcess did not succeed"
+                            ),
+                        )),
+                        request.phase(),
                     ),
-                )),
-                request.phase(),
-            ),
+                }
+            }
             RequestBody::GetServiceProperties { query } => {
                 let outcome = crate::service::properties(query.as_deref()).map(Some);
                 shared.reply(id, outcome, "GetServiceProperties");
@@ -397,6 +492,10 @@ impl Session {
 impl Drop for Session {
     /// A session that ends closes every handle it still holds.
     fn drop(&mut self) {
+        let processes: Vec<ProcessHandle> = self.shared.processes.lock().keys().copied().collect();
+        for handle in processes {
+            self.shared.close_process(handle);
+        }
         let handles: Vec<SystemHandle> = self.shared.handles.lock().keys().copied().collect();
         for handle in handles {
             self.shared.close(handle);

@@ -56,6 +56,11 @@ impl Engine for KvmEngine {
     ) -> Result<Arc<dyn EngineVm>, EngineError> {
         let guest = match plan.firmware {
             Firmware::Idle => hcs_kvm::GuestImage::IdleFirmware,
+            Firmware::LinuxDirect { .. } => {
+                return Err(EngineError::Failed(
+                    "the built-in VMM cannot boot a Linux kernel yet (the QEMU engine does)".into(),
+                ))
+            }
         };
         let config = hcs_kvm::VmConfig {
             memory_mib: plan.memory_mb,
@@ -94,6 +99,9 @@ impl EngineVm for KvmVm {
     }
     fn stop(&self) {
         self.vm.stop()
+    }
+    fn accelerator(&self) -> String {
+        "kvm".into()
     }
     fn vcpu_count(&self) -> u32 {
         self.vm.vcpu_count()

@@ -22,12 +22,16 @@
 
 pub mod engine;
 mod error;
+mod guest;
 mod host;
 pub mod kvm_engine;
 mod modify;
+pub mod paths;
 pub mod plan;
+mod processes;
 mod properties;
 pub mod protocol;
+pub mod qemu_engine;
 pub mod service;
 mod system;
 

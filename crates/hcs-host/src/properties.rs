@@ -22,6 +22,8 @@ pub(crate) struct Snapshot<'a> {
     pub exit_type: Option<&'static str>,
     pub started_at: Option<(Instant, SystemTime)>,
     pub cpu_time_100ns: u64,
+    /// The guest agent's protocol version and what it said of itself, once connected.
+    pub guest: Option<(u32, serde_json::Value)>,
 }
 
 /// The HCS name of a lifecycle state, as `Properties.State` spells it.
@@ -63,6 +65,7 @@ pub(crate) fn document(snapshot: &Snapshot<'_>, query: Option<&SystemPropertyQue
         runtime_id: Some(snapshot.runtime_id.to_owned()),
         runtime_os_type: Some(match snapshot.plan.firmware {
             Firmware::Idle => OsType::Unknown,
+            Firmware::LinuxDirect { .. } => OsType::Linux,
         }),
         state: Some(state(snapshot.life)),
         stopped: Some(matches!(snapshot.life, Life::Stopping | Life::Stopped)),
@@ -122,7 +125,19 @@ pub(crate) fn document(snapshot: &Snapshot<'_>, query: Option<&SystemPropertyQue
                 properties.terminate_on_last_handle_closed =
                     Some(snapshot.settings.terminate_on_last_handle_closed);
             }
-            // No guest agent, no shared memory: these cannot be answered for an empty VM.
+            SystemPropertyType::GuestConnection => {
+                if let Some((version, capabilities)) = &snapshot.guest {
+                    properties.guest_connection_info = Some(hcs_schema::GuestConnectionInfo {
+                        supported_schema_versions: Some(vec![hcs_schema::Version {
+                            major: Some(2),
+                            minor: Some(6),
+                        }]),
+                        protocol_version: Some(*version),
+                        guest_defined_capabilities: Some(capabilities.clone()),
+                    });
+                }
+            }
+            // No shared memory or process list yet: omitted (HCS-API §7.6).
             _ => {}
         }
     }
@@ -214,6 +229,31 @@ pub(crate) fn exit_status(cause: &StopCause, stop_on_reset: bool) -> (String, &'
                 worker_exit(
                     WorkerExitType::UnexpectedStop,
                     WorkerExitDetail::TripleFault,
+                ),
+            ],
+        ),
+        StopCause::Guest(EngineExit::GuestPanic) => (
+            HResult::HCS_E_GUEST_CRITICAL_ERROR,
+            NotificationType::UnexpectedExit,
+            vec![
+                system_exit(SystemExitDetail::UnexpectedExit, ExitInitiator::GuestOS),
+                worker_exit(WorkerExitType::UnexpectedStop, WorkerExitDetail::GuestCrash),
+                AttributionRecord {
+                    guest_crash: Some(hcs_schema::GuestCrash {
+                        crash_parameters: Some(Vec::new()),
+                    }),
+                    ..AttributionRecord::default()
+                },
+            ],
+        ),
+        StopCause::Guest(EngineExit::ProcessDied(_)) => (
+            HResult::HCS_E_UNEXPECTED_EXIT,
+            NotificationType::UnexpectedExit,
+            vec![
+                system_exit(SystemExitDetail::UnexpectedExit, ExitInitiator::Internal),
+                worker_exit(
+                    WorkerExitType::UnexpectedStop,
+                    WorkerExitDetail::ProcessUnexpectedExit,
                 ),
             ],
         ),

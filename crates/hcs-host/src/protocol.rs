@@ -202,6 +202,14 @@ pub enum Notification {
         /// The `SystemExitStatus` document.
         status: String,
     },
+    /// A guest process ended (or was lost with its system); sent once to each process
+    /// handle bound to it, after the reply that bound the handle.
+    ProcessExited {
+        /// The process handle told.
+        handle: ProcessHandle,
+        /// The `ProcessStatus` document.
+        status: String,
+    },
 }
 
 /// A message from the host to a client.

@@ -18,15 +18,33 @@
 
 use crate::engine::{EngineExit, EngineVm, VmPlan};
 use crate::error::Failure;
+use crate::guest::{ControlListener, GuestConnection, GuestEvents};
 use crate::host::{HostInner, SessionShared};
 use crate::plan::SystemSettings;
+use crate::processes::{Ending, ProcessTable};
 use crate::properties;
 use crate::protocol::{HostMessage, Notification, Reply, SystemHandle, SystemRequest};
+use crate::protocol::{ProcessHandle, ProcessRequest};
 use crossbeam_channel::{Receiver, Sender};
+use hcs_guest_protocol as proto;
 use hcs_schema::HResult;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::sync::{Arc, Weak};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long Start waits for the guest agent unless `HCS_GUEST_CONNECT_TIMEOUT_MS` says.
+const DEFAULT_GUEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a graceful shutdown may take before the operation gives up on it.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn guest_connect_timeout() -> Duration {
+    std::env::var("HCS_GUEST_CONNECT_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_GUEST_CONNECT_TIMEOUT)
+}
 
 /// Where a system is in its life (HCS-API §3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +142,14 @@ struct State {
     stop_cause: Option<StopCause>,
     started_at: Option<(Instant, SystemTime)>,
     exit_type: Option<&'static str>,
+    /// The agent's control listener, bound from create until the agent connects.
+    control: Option<ControlListener>,
+    /// The agent's connection once Start made it.
+    guest: Option<Arc<GuestConnection>>,
+    /// Set once the exit is recorded and told to every handle.
+    exit_told: bool,
+    /// A stop the last request asked for, begun after its reply.
+    stop_after_reply: Option<StopCause>,
 }
 
 /// One compute system.
@@ -134,7 +160,11 @@ pub(crate) struct System {
     pub plan: VmPlan,
     host: Weak<HostInner>,
     state: Mutex<State>,
+    /// Signalled when `exit_told` becomes true.
+    exit_told: Condvar,
     jobs: Sender<Job>,
+    /// Guest processes created through this system.
+    pub processes: ProcessTable,
 }
 
 impl System {
@@ -162,8 +192,14 @@ impl System {
                 stop_cause: None,
                 started_at: None,
                 exit_type: None,
+                control: None,
+                guest: None,
+                exit_told: false,
+                stop_after_reply: None,
             }),
+            exit_told: Condvar::new(),
             jobs,
+            processes: ProcessTable::default(),
         });
         std::thread::Builder::new()
             .name(format!("hcs-sys-{}", short(&system.id)))
@@ -327,13 +363,26 @@ impl System {
     /// Records the exit, frees the id, tells every handle, then answers the requester.
     fn finish_stop(self: &Arc<Self>, cause: StopCause, requester: Option<Requester>) {
         let (status, exit_type) = properties::exit_status(&cause, self.settings.stop_on_reset);
-        let (targets, had_vm) = {
+        let (targets, had_vm, guest) = {
             let mut state = self.state.lock();
             state.life = Life::Stopped;
             state.exit_type = Some(exit_type);
+            state.control = None;
             let had_vm = state.vm.take().is_some();
-            (state.handles.clone(), had_vm)
+            (state.handles.clone(), had_vm, state.guest.take())
         };
+        if let Some(guest) = guest {
+            guest.close();
+        }
+        let lost = cause.pending_result(None, self.settings.stop_on_reset);
+        self.processes.lose_all(if lost.succeeded() {
+            HResult::HCS_E_CONNECTION_CLOSED
+        } else {
+            lost
+        });
+        if let Some(dir) = &self.plan.runtime_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if let Some(host) = self.host.upgrade() {
             host.forget(self, had_vm);
         }
@@ -346,11 +395,28 @@ impl System {
                 }));
             }
         }
+        {
+            let mut state = self.state.lock();
+            state.exit_told = true;
+            self.exit_told.notify_all();
+        }
         if let Some(requester) = requester {
             requester.reply(HResult::S_OK, None);
         }
         let mut state = self.state.lock();
         self.enqueue(&mut state, None, JobKind::Quit);
+    }
+
+    /// Waits until the exit is recorded and told to every handle, at most `timeout`.
+    fn wait_exit_told(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock();
+        while !state.exit_told {
+            if self.exit_told.wait_until(&mut state, deadline).timed_out() {
+                return state.exit_told;
+            }
+        }
+        true
     }
 
     /// Runs one job on the worker thread.
@@ -379,6 +445,10 @@ impl System {
             JobKind::Request(SystemRequest::Terminate) => {
                 self.request_stop(StopCause::Terminate, job.requester)
             }
+            JobKind::Request(SystemRequest::CreateProcess {
+                process,
+                parameters,
+            }) => self.create_process(job.seq, job.requester, process, &parameters),
             JobKind::Request(request) => {
                 let outcome = self.execute(&request);
                 if let Some(requester) = job.requester {
@@ -393,6 +463,10 @@ impl System {
                         }
                         _ => requester.reply_outcome(outcome, request.phase()),
                     }
+                }
+                let stop = self.state.lock().stop_after_reply.take();
+                if let Some(cause) = stop {
+                    self.request_stop(cause, None);
                 }
             }
         }
@@ -450,12 +524,29 @@ impl System {
                 system.request_stop(StopCause::Guest(exit), None);
             }
         });
-        match host.engine.create(&self.plan, on_exit) {
+        let engine = host.engine_for(&self.plan);
+        match engine.create(&self.plan, on_exit) {
             Ok(vm) => {
+                // The agent may connect as soon as the VM runs: listen before Start.
+                let control = match (self.settings.guest_connection, self.plan.vsock_uds()) {
+                    (true, Some(uds)) => match ControlListener::bind(&uds) {
+                        Ok(listener) => Some(listener),
+                        Err(failure) => {
+                            vm.stop();
+                            self.state.lock().life = Life::Failed;
+                            host.forget(self, false);
+                            let mut state = self.state.lock();
+                            self.enqueue(&mut state, None, JobKind::Quit);
+                            return Err(failure);
+                        }
+                    },
+                    _ => None,
+                };
                 let mut state = self.state.lock();
                 if state.life == Life::Creating {
                     state.life = Life::Created;
                     state.vm = Some(vm);
+                    state.control = control;
                     host.vm_created();
                     Ok(None)
                 } else {
@@ -533,7 +624,8 @@ impl System {
     fn execute(self: &Arc<Self>, request: &SystemRequest) -> Result<Option<String>, Failure> {
         match request {
             SystemRequest::Start => {
-                self.transition("start", Life::Created, Life::Running, |vm| vm.start())
+                self.transition("start", Life::Created, Life::Running, |vm| vm.start())?;
+                self.connect_guest()
             }
             SystemRequest::Pause(options) => {
                 if let Some(options) = options {
@@ -560,20 +652,23 @@ impl System {
                 if let Some(options) = options {
                     hcs_schema::parse::<hcs_schema::ShutdownOptions>(options)?;
                 }
+                let linux = matches!(
+                    self.plan.firmware,
+                    crate::engine::Firmware::LinuxDirect { .. }
+                );
                 match self.life() {
-                    Life::Running if !self.settings.guest_connection => Err(Failure::new(
-                        HResult::HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION,
-                        format!(
-                            "compute system '{}' has no guest to shut down: it has no \
+                    Life::Running if !self.settings.guest_connection && !linux => {
+                        Err(Failure::new(
+                            HResult::HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION,
+                            format!(
+                                "compute system '{}' has no guest to shut down: it has no \
                              GuestConnection and its firmware has no power button; use \
                              HcsTerminateComputeSystem to stop it",
-                            self.id
-                        ),
-                    )),
-                    Life::Running => Err(Failure::new(
-                        HResult::ERROR_NOT_SUPPORTED,
-                        "guest shutdown through the guest connection is not supported yet",
-                    )),
+                                self.id
+                            ),
+                        ))
+                    }
+                    Life::Running => self.shut_down(options.as_deref()),
                     life => Err(self.invalid_state("shut down", life)),
                 }
             }
@@ -611,24 +706,10 @@ impl System {
                     life => Err(self.invalid_state("modify", life)),
                 }
             }
-            SystemRequest::CreateProcess { parameters, .. } => {
-                hcs_schema::parse::<hcs_schema::ProcessParameters>(parameters)?;
-                match self.life() {
-                    Life::Running if !self.settings.guest_connection => Err(Failure::new(
-                        HResult::HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION,
-                        format!(
-                            "compute system '{}' has no guest to run a process in: processes \
-                             need VirtualMachine.GuestConnection and a guest with the agent",
-                            self.id
-                        ),
-                    )),
-                    Life::Running => Err(Failure::new(
-                        HResult::ERROR_NOT_SUPPORTED,
-                        "processes in a guest are not supported by this host yet",
-                    )),
-                    life => Err(self.invalid_state("create a process in", life)),
-                }
-            }
+            SystemRequest::CreateProcess { .. } => Err(Failure::new(
+                HResult::E_UNEXPECTED,
+                "internal error: CreateProcess reached the request executor",
+            )),
             SystemRequest::Terminate => unreachable_terminate(),
         }
     }
@@ -662,6 +743,16 @@ impl System {
             exit_type,
             started_at,
             cpu_time_100ns,
+            guest: self.guest().map(|g| {
+                (
+                    g.version,
+                    serde_json::json!({
+                        "Agent": g.hello.agent,
+                        "Kernel": g.hello.kernel,
+                        "Accelerator": vm.as_ref().map(|vm| vm.accelerator()),
+                    }),
+                )
+            }),
         };
         properties::document(&snapshot, query)
     }
@@ -696,4 +787,382 @@ fn short(id: &str) -> String {
 /// A random RFC 4122 version 4 GUID.
 pub(crate) fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// The guest: its connection, shutdown through it, and its processes.
+
+/// Routes what the agent's reader thread hears to the system.
+struct SystemGuestEvents {
+    system: Weak<System>,
+}
+
+impl GuestEvents for SystemGuestEvents {
+    fn process_exited(&self, pid: u32, exit_code: i32) {
+        if let Some(system) = self.system.upgrade() {
+            system.processes.ended(pid, Ending::Exited(exit_code));
+        }
+    }
+
+    fn connection_closed(&self) {
+        if let Some(system) = self.system.upgrade() {
+            tracing::debug!(id = %system.id, "guest connection closed");
+            // A stopping system reports its processes lost with the stop's own code.
+            if matches!(system.life(), Life::Running | Life::Paused) {
+                // Processes cannot report their exits any more.
+                system.processes.lose_all(HResult::HCS_E_CONNECTION_CLOSED);
+            }
+        }
+    }
+}
+
+impl System {
+    /// After the VM started: with `GuestConnection`, waits for the agent (HCS-API §3.3:
+    /// Start completes once the guest connection is up). A guest that never connects
+    /// fails the start and is stopped.
+    fn connect_guest(self: &Arc<Self>) -> Result<Option<String>, Failure> {
+        let listener = self.state.lock().control.take();
+        let Some(listener) = listener else {
+            return Ok(None);
+        };
+        let events = Arc::new(SystemGuestEvents {
+            system: Arc::downgrade(self),
+        });
+        let gone = || !matches!(self.life(), Life::Running | Life::Paused);
+        match listener.accept(guest_connect_timeout(), &gone, events) {
+            Ok(guest) => {
+                let mut state = self.state.lock();
+                if matches!(state.life, Life::Running | Life::Paused) {
+                    state.guest = Some(guest);
+                } else {
+                    guest.close();
+                }
+                Ok(None)
+            }
+            Err(failure) => {
+                tracing::warn!(id = %self.id, error = %failure.message, "guest agent not connected");
+                self.state.lock().stop_after_reply = Some(StopCause::Guest(EngineExit::Failed(
+                    format!("the guest connection failed at start: {}", failure.message),
+                )));
+                Err(failure)
+            }
+        }
+    }
+
+    fn guest(&self) -> Option<Arc<GuestConnection>> {
+        self.state.lock().guest.clone()
+    }
+
+    /// A graceful shutdown (HCS-API §7.8 `ShutdownOptions`): through the agent when there
+    /// is one, else the ACPI power button. Completes once the exit is recorded and told.
+    fn shut_down(self: &Arc<Self>, options: Option<&str>) -> Result<Option<String>, Failure> {
+        let options = match options {
+            Some(o) => hcs_schema::parse::<hcs_schema::ShutdownOptions>(o)?,
+            None => hcs_schema::ShutdownOptions::default(),
+        };
+        let reboot = match options.r#type {
+            Some(hcs_schema::ShutdownType::Hibernate) => {
+                return Err(Failure::at(
+                    HResult::ERROR_NOT_SUPPORTED,
+                    "$.Type",
+                    "hibernating a Linux guest is not supported",
+                ))
+            }
+            Some(hcs_schema::ShutdownType::Reboot) => true,
+            _ => false,
+        };
+        let grace_ms = if options.force.unwrap_or(false) {
+            0
+        } else {
+            5000
+        };
+        let asked = match self.guest() {
+            Some(guest) => guest
+                .request(proto::Request::Shutdown { reboot, grace_ms })
+                .map(|_| ()),
+            None if self.settings.guest_connection => Err(Failure::new(
+                HResult::HCS_E_CONNECTION_CLOSED,
+                "the guest agent is not connected: terminate the system instead",
+            )),
+            None => {
+                let vm = self.vm().ok_or_else(|| self.not_found())?;
+                vm.power_button().map_err(|e| {
+                    Failure::new(
+                        HResult::E_FAIL,
+                        format!("could not shut down '{}': {e}", self.id),
+                    )
+                })
+            }
+        };
+        // The connection may close under the agent's answer as the guest powers off.
+        if let Err(failure) = asked {
+            let powering_off = failure.hresult == HResult::HCS_E_CONNECTION_CLOSED
+                && self.wait_exit_told(Duration::from_secs(10));
+            if !powering_off {
+                return Err(failure);
+            }
+        }
+        if self.wait_exit_told(SHUTDOWN_TIMEOUT) {
+            // `run` answers through the cut path: a graceful exit gives S_OK (rule 53).
+            Ok(None)
+        } else {
+            Err(Failure::new(
+                HResult::HCS_E_CONNECTION_TIMEOUT,
+                format!(
+                    "the guest did not power off within {} s; terminate it instead",
+                    SHUTDOWN_TIMEOUT.as_secs()
+                ),
+            ))
+        }
+    }
+
+    /// `HcsCreateProcess`: checked on the worker, then run on a thread of its own so that
+    /// other requests (and other creates) need not wait for the guest.
+    fn create_process(
+        self: &Arc<Self>,
+        seq: u64,
+        requester: Option<Requester>,
+        handle: ProcessHandle,
+        parameters: &str,
+    ) {
+        let Some(requester) = requester else {
+            return;
+        };
+        let phase = "CreateProcess";
+        let checked = (|| {
+            let parameters = hcs_schema::parse::<hcs_schema::ProcessParameters>(parameters)?;
+            match self.life() {
+                Life::Running if !self.settings.guest_connection => Err(Failure::new(
+                    HResult::HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION,
+                    format!(
+                        "compute system '{}' has no guest to run a process in: processes \
+                         need VirtualMachine.GuestConnection and a guest with the agent",
+                        self.id
+                    ),
+                )),
+                Life::Running => {
+                    let guest = self.guest().ok_or_else(|| {
+                        Failure::new(
+                            HResult::HCS_E_CONNECTION_CLOSED,
+                            format!("the guest agent of '{}' is not connected", self.id),
+                        )
+                    })?;
+                    Ok((guest, crate::processes::create_request(&parameters)?))
+                }
+                life => Err(self.invalid_state("create a process in", life)),
+            }
+        })();
+        let (guest, (request, [stdin, stdout, stderr])) = match checked {
+            Ok(ready) => ready,
+            Err(failure) => return requester.reply_outcome(Err(failure), phase),
+        };
+        let system = Arc::clone(self);
+        let work = move || {
+            let outcome = guest.create_process(request, stdin, stdout, stderr);
+            let session = requester.session.upgrade();
+            match (outcome, session) {
+                (Ok(streams), Some(session)) => {
+                    let pid = streams.pid;
+                    let document = process_information(streams);
+                    let reply =
+                        crate::host::reply_message(requester.request_id, Ok(Some(document)), phase);
+                    session.bind_process(handle, &system, pid);
+                    // Binding cannot be refused here (`must_exist` is false).
+                    let _ = system.processes.bind(&session, handle, pid, false, reply);
+                }
+                // Nobody to hand the streams to: dropping them closes them.
+                (Ok(_), None) => {}
+                (Err(failure), _) => match system.cut_cause(seq) {
+                    Some(cause) => system.reply_cut(
+                        &requester,
+                        &cause,
+                        &SystemRequest::CreateProcess {
+                            process: handle,
+                            parameters: String::new(),
+                        },
+                    ),
+                    None => requester.reply_outcome(Err(failure), phase),
+                },
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("hcs-create-process".into())
+            .spawn(work)
+        {
+            tracing::warn!(error = %e, "no thread for a process create");
+        }
+    }
+
+    /// `HcsOpenProcess`: binds `handle` to a running process created through this host.
+    pub fn open_process(
+        self: &Arc<Self>,
+        session: &Arc<SessionShared>,
+        request_id: u64,
+        handle: ProcessHandle,
+        pid: u32,
+    ) -> bool {
+        let reply = crate::host::reply_message(request_id, Ok(None), "OpenProcess");
+        if self
+            .processes
+            .bind(session, handle, pid, true, reply)
+            .is_ok()
+        {
+            session.bind_process(handle, self, pid);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A request on process `pid` (from a handle of `created` = made by HcsCreateProcess).
+    pub fn process_request(
+        self: &Arc<Self>,
+        requester: Requester,
+        pid: u32,
+        created: bool,
+        request: ProcessRequest,
+    ) {
+        let phase = request.phase();
+        let ending = self.processes.ending(pid);
+        let stopped = || {
+            Failure::new(
+                HResult::HCS_E_PROCESS_ALREADY_STOPPED,
+                format!("process {pid} has already exited"),
+            )
+        };
+        let to_guest = match &request {
+            ProcessRequest::GetInfo if !created => {
+                return requester.reply_outcome(
+                    Err(Failure::new(
+                        HResult::HCS_E_PROCESS_INFO_NOT_AVAILABLE,
+                        format!(
+                            "process {pid} was opened by id: its start-up information \
+                             belongs to the handle that created it"
+                        ),
+                    )),
+                    phase,
+                );
+            }
+            ProcessRequest::GetInfo => {
+                let document = serde_json::json!({ "ProcessId": pid }).to_string();
+                return requester.reply_outcome(Ok(Some(document)), phase);
+            }
+            ProcessRequest::GetProperties(_) => {
+                let document = crate::processes::status_document(pid, ending);
+                return requester.reply_outcome(Ok(Some(document)), phase);
+            }
+            ProcessRequest::Terminate => match ending {
+                Some(_) => return requester.reply_outcome(Err(stopped()), phase),
+                None => proto::Request::Signal {
+                    pid,
+                    signal: libc::SIGKILL,
+                },
+            },
+            ProcessRequest::Signal(options) => {
+                let signal = match crate::processes::signal_number(options.as_deref()) {
+                    Ok(signal) => signal,
+                    Err(failure) => return requester.reply_outcome(Err(failure), phase),
+                };
+                if ending.is_some() {
+                    return requester.reply_outcome(Err(stopped()), phase);
+                }
+                proto::Request::Signal { pid, signal }
+            }
+            ProcessRequest::Modify(settings) => match modify_request(pid, settings) {
+                Ok(Some(_)) if ending.is_some() => {
+                    return requester.reply_outcome(Err(stopped()), phase)
+                }
+                Ok(Some(request)) => request,
+                Ok(None) => return requester.reply_outcome(Ok(None), phase),
+                Err(failure) => return requester.reply_outcome(Err(failure), phase),
+            },
+        };
+        let Some(guest) = self.guest() else {
+            return requester.reply_outcome(Err(stopped()), phase);
+        };
+        let system = Arc::clone(self);
+        let work = move || {
+            let outcome = guest.request(to_guest).map(|_| None);
+            // A process that ended meanwhile answers as ended (rule 41).
+            let outcome = match outcome {
+                Err(f)
+                    if f.hresult == HResult::HCS_E_CONNECTION_CLOSED
+                        || system.processes.ending(pid).is_some() =>
+                {
+                    if system.processes.ending(pid).is_some() {
+                        Err(Failure::new(
+                            HResult::HCS_E_PROCESS_ALREADY_STOPPED,
+                            format!("process {pid} has already exited"),
+                        ))
+                    } else {
+                        Err(f)
+                    }
+                }
+                other => other,
+            };
+            requester.reply_outcome(outcome, phase);
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("hcs-process-request".into())
+            .spawn(work)
+        {
+            tracing::warn!(error = %e, "no thread for a process request");
+        }
+    }
+}
+
+/// The agent request for a `ProcessModifyRequest`, or `None` when there is nothing to ask
+/// (closing the host's own ends of stdout or stderr is the client's business).
+fn modify_request(pid: u32, settings: &str) -> Result<Option<proto::Request>, Failure> {
+    let request = hcs_schema::parse::<hcs_schema::ProcessModifyRequest>(settings)?;
+    match request.operation {
+        Some(hcs_schema::ModifyOperation::ConsoleSize) => {
+            let size = request.console_size.ok_or_else(|| {
+                Failure::at(
+                    HResult::HCS_E_INVALID_JSON,
+                    "$.ConsoleSize",
+                    "required for the ConsoleSize operation",
+                )
+            })?;
+            Ok(Some(proto::Request::ResizeConsole {
+                pid,
+                rows: size.height.unwrap_or(24),
+                cols: size.width.unwrap_or(80),
+            }))
+        }
+        Some(hcs_schema::ModifyOperation::CloseHandle) => {
+            let handle = request.close_handle.and_then(|c| c.handle).ok_or_else(|| {
+                Failure::at(
+                    HResult::HCS_E_INVALID_JSON,
+                    "$.CloseHandle.Handle",
+                    "required for the CloseHandle operation",
+                )
+            })?;
+            Ok(match handle {
+                hcs_schema::StdHandle::StdIn | hcs_schema::StdHandle::All => {
+                    Some(proto::Request::CloseStdin { pid })
+                }
+                hcs_schema::StdHandle::StdOut | hcs_schema::StdHandle::StdErr => None,
+            })
+        }
+        None => Err(Failure::at(
+            HResult::HCS_E_INVALID_JSON,
+            "$.Operation",
+            "required property is missing",
+        )),
+    }
+}
+
+/// The result document of a process create: the pid and the host ends of its stdio as file
+/// descriptors of this process, whose ownership passes to the receiver of the reply.
+fn process_information(streams: crate::guest::ProcessStreams) -> String {
+    use std::os::fd::IntoRawFd;
+    let fd = |s: Option<std::os::fd::OwnedFd>| s.map(|s| s.into_raw_fd());
+    serde_json::json!({
+        "ProcessId": streams.pid,
+        "StdInput": fd(streams.stdin),
+        "StdOutput": fd(streams.stdout),
+        "StdError": fd(streams.stderr),
+    })
+    .to_string()
 }

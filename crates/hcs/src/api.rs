@@ -11,8 +11,8 @@ use crate::handle_object::HandleObject;
 use crate::operation::Operation;
 use crate::types::{
     event_options, operation_options, Context, EventCallback, HcsOperation, HcsProcess, HcsSystem,
-    OperationCompletion, OperationType, SecurityDescriptor, GENERIC_ALL, HCS_INVALID_OPERATION_ID,
-    INFINITE,
+    OperationCompletion, OperationType, ProcessInformation, SecurityDescriptor, GENERIC_ALL,
+    HCS_INVALID_OPERATION_ID, INFINITE,
 };
 use hcs_host::{ProcessRequest, RequestBody, SystemRequest};
 use hcs_schema::HResult;
@@ -151,6 +151,37 @@ pub fn get_operation_result(operation: HcsOperation) -> (HResult, Option<String>
         Some(op) => op.get(),
         None => (HResult::E_HANDLE, None),
     }
+}
+
+/// The process information of a completed `HcsCreateProcess` or `HcsGetProcessInfo`
+/// (O-15, O-16, rule 39): `None` unless the operation completed with `S_OK` for one of
+/// them. The first call hands the std descriptors to the caller, who owns them from then
+/// on; later calls (and `HcsGetProcessInfo`) return the same numbers.
+pub fn get_operation_process_information(operation: HcsOperation) -> Option<ProcessInformation> {
+    let client = client();
+    let op = client.operation(operation)?;
+    if !matches!(
+        op.op_type(),
+        OperationType::CreateProcess | OperationType::GetProcessInfo
+    ) {
+        return None;
+    }
+    let (result, document) = op.get();
+    if result != HResult::S_OK {
+        return None;
+    }
+    let (process_id, _) = crate::std_handles::parse_process_information(document.as_deref()?)?;
+    let [std_input, std_output, std_error] = op
+        .process()
+        .and_then(|p| client.process(p))
+        .map(|p| p.std_handles.hand_out())
+        .unwrap_or_default();
+    Some(ProcessInformation {
+        process_id,
+        std_input,
+        std_output,
+        std_error,
+    })
 }
 
 /// `HcsWaitForOperationResult` (O-4, rules 2, 4, 5): `INFINITE` waits without limit.

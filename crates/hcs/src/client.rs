@@ -63,7 +63,12 @@ impl<T> HandleTable<T> {
 
 /// What a reply is for.
 enum Awaiting {
-    Operation { op: Arc<Operation>, generation: u64 },
+    Operation {
+        op: Arc<Operation>,
+        generation: u64,
+        /// For a process create: the process handle that receives the std handles.
+        new_process: Option<u64>,
+    },
     Sync(Arc<SyncSlot>),
     Nothing,
 }
@@ -155,7 +160,21 @@ impl Client {
 
     /// Sends a request tracked by an armed operation.
     pub fn send_for_operation(&self, op: Arc<Operation>, generation: u64, body: RequestBody) {
-        self.send(Awaiting::Operation { op, generation }, body);
+        let new_process = match &body {
+            RequestBody::System {
+                request: hcs_host::SystemRequest::CreateProcess { process, .. },
+                ..
+            } => Some(*process),
+            _ => None,
+        };
+        self.send(
+            Awaiting::Operation {
+                op,
+                generation,
+                new_process,
+            },
+            body,
+        );
     }
 
     /// Sends a request and blocks for its reply.
@@ -175,7 +194,14 @@ impl Client {
             HostMessage::Reply(reply) => {
                 let awaiting = self.awaiting.lock().remove(&reply.id);
                 match awaiting {
-                    Some(Awaiting::Operation { op, generation }) => {
+                    Some(Awaiting::Operation {
+                        op,
+                        generation,
+                        new_process,
+                    }) => {
+                        if let (Some(process), true) = (new_process, reply.result.succeeded()) {
+                            self.receive_std_handles(process, reply.document.as_deref());
+                        }
                         self.complete(&op, generation, reply.result, reply.document)
                     }
                     Some(Awaiting::Sync(slot)) => {
@@ -190,6 +216,24 @@ impl Client {
                     system.exited(&self.dispatcher, status);
                 }
             }
+            HostMessage::Notification(Notification::ProcessExited { handle, status }) => {
+                if let Some(process) = self.processes.get(handle) {
+                    process.exited(&self.dispatcher, status);
+                }
+            }
+        }
+    }
+
+    /// Takes ownership of the std handles in a process create's reply: kept by the
+    /// process handle, or closed at once when that handle is already closed.
+    fn receive_std_handles(&self, process: u64, document: Option<&str>) {
+        let Some((_, fds)) = document.and_then(crate::std_handles::parse_process_information)
+        else {
+            return;
+        };
+        match self.processes.get(process) {
+            Some(object) => object.std_handles.receive(fds),
+            None => crate::std_handles::StdHandles::default().receive(fds),
         }
     }
 

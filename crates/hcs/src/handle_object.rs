@@ -51,6 +51,8 @@ pub(crate) struct HandleObject {
     idle: Condvar,
     exit: Mutex<Option<String>>,
     exited: Condvar,
+    /// A process handle's stdio descriptors (empty for systems).
+    pub std_handles: crate::std_handles::StdHandles,
 }
 
 impl HandleObject {
@@ -80,6 +82,7 @@ impl HandleObject {
             idle: Condvar::new(),
             exit: Mutex::new(None),
             exited: Condvar::new(),
+            std_handles: Default::default(),
         }
     }
 
@@ -240,6 +243,7 @@ impl HandleObject {
                 self.idle.wait(&mut events);
             }
         }
+        self.std_handles.close();
         // Wake exit waiters so that they see the close.
         let _guard = self.exit.lock();
         self.exited.notify_all();

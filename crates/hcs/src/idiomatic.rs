@@ -28,7 +28,7 @@ use std::time::Duration;
 
 /// A timeout in the flat API's form: `None` is `INFINITE`; longer than `INFINITE` ms is
 /// capped just below it.
-fn timeout_ms(timeout: Option<Duration>) -> u32 {
+pub(crate) fn timeout_ms(timeout: Option<Duration>) -> u32 {
     timeout
         .map(|t| u32::try_from(t.as_millis()).unwrap_or(INFINITE - 1))
         .unwrap_or(INFINITE)
@@ -103,7 +103,11 @@ impl<T> std::fmt::Debug for Pending<T> {
 }
 
 impl<T> Pending<T> {
-    fn new(operation: Operation, started: HResult, finish: fn(Option<String>) -> T) -> Pending<T> {
+    pub(crate) fn new(
+        operation: Operation,
+        started: HResult,
+        finish: fn(Option<String>) -> T,
+    ) -> Pending<T> {
         Pending {
             operation,
             started: check(started, None).map(|_| ()),
@@ -148,9 +152,9 @@ impl<T> Future for Pending<T> {
     }
 }
 
-fn nothing(_: Option<String>) {}
+pub(crate) fn nothing(_: Option<String>) {}
 
-fn document(doc: Option<String>) -> String {
+pub(crate) fn document(doc: Option<String>) -> String {
     doc.unwrap_or_default()
 }
 

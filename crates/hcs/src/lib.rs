@@ -43,15 +43,18 @@ mod handle_object;
 mod idiomatic;
 mod operation;
 mod operation_info;
+mod process;
 mod state_files;
+mod std_handles;
 mod sync;
 mod types;
 
 pub use error::Error;
 pub use hcs_schema::HResult;
 pub use idiomatic::{enumerate, ComputeSystem, Creating, EventStream, Operation, Pending};
+pub use process::Process;
 pub use types::{
     event_options, operation_options, Context, Event, EventCallback, EventType, HcsOperation,
-    HcsProcess, HcsSystem, OperationCompletion, OperationType, SecurityDescriptor, GENERIC_ALL,
-    HCS_INVALID_OPERATION_ID, INFINITE,
+    HcsProcess, HcsSystem, OperationCompletion, OperationType, ProcessInformation,
+    SecurityDescriptor, GENERIC_ALL, HCS_INVALID_OPERATION_ID, INFINITE,
 };

@@ -181,3 +181,18 @@ pub struct Event {
 pub struct SecurityDescriptor {
     _private: (),
 }
+
+/// `HCS_PROCESS_INFORMATION` (HCS-API §5.2, O-15, O-16): the guest pid and the host ends
+/// of the process's stdio as file descriptors, each present only when its
+/// `CreateStd*Pipe` was true. The caller owns the descriptors (close them when done).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessInformation {
+    /// The process id in the guest.
+    pub process_id: u32,
+    /// Write end: the process's stdin.
+    pub std_input: Option<std::os::fd::RawFd>,
+    /// Read end: the process's stdout.
+    pub std_output: Option<std::os::fd::RawFd>,
+    /// Read end: the process's stderr.
+    pub std_error: Option<std::os::fd::RawFd>,
+}

@@ -12,6 +12,7 @@
 //! Exit codes: 0 success, 1 an HCS failure (or an invalid document, or a system that exited
 //! unexpectedly), 2 a usage error or a file that cannot be read.
 
+mod exec;
 mod output;
 mod run;
 mod validate;
@@ -95,8 +96,15 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
     /// Print one JSON object per line instead of text.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["console", "command"])]
     pub json: bool,
+    /// Attach this terminal to the guest's serial console (COM1) until the VM exits.
+    #[arg(long, conflicts_with = "command")]
+    pub console: bool,
+    /// Run this command in the guest with this terminal's stdin, stdout and stderr, exit
+    /// with its exit code and tear the VM down (the document needs a guest agent).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 /// Arguments of `hcsctl validate`.
@@ -161,6 +169,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let outcome = match cli.command {
+        Command::Run(args) if !args.command.is_empty() => exec::run_command(&args),
+        Command::Run(args) if args.console => exec::console(&args),
         Command::Run(args) => run::run(&args),
         Command::Validate(args) => validate::validate(&args),
     };

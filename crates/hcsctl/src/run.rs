@@ -185,7 +185,7 @@ fn signal_name(signal: i32) -> &'static str {
 }
 
 /// The file stem and six random hex digits: `empty-vm-3fa2c1`.
-fn default_id(document: &Path) -> String {
+pub(crate) fn default_id(document: &Path) -> String {
     let stem = document
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

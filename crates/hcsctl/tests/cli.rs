@@ -209,18 +209,18 @@ fn validate_requires_a_schema_version() {
 }
 
 #[test]
-fn validate_says_linux_kernel_direct_is_not_supported() {
+fn validate_names_a_missing_kernel_file() {
     let doc = vm_document(
         "linux-kernel-direct",
-        r#"{"LinuxKernelDirect":{"KernelFilePath":"/boot/vmlinuz","KernelCmdLine":"console=ttyS0"}}"#,
+        r#"{"LinuxKernelDirect":{"KernelFilePath":"/nonexistent/vmlinuz","KernelCmdLine":"console=ttyS0"}}"#,
         r#"{"Memory":{"SizeInMB":512},"Processor":{"Count":1}}"#,
     );
     assert_invalid(
         &doc,
         &[(
-            "$.VirtualMachine.Chipset.LinuxKernelDirect",
-            "HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED)",
-            0x8007_0032,
+            "$.VirtualMachine.Chipset.LinuxKernelDirect.KernelFilePath",
+            "HRESULT_FROM_WIN32(ERROR_FILE_NOT_FOUND)",
+            0x8007_0002,
         )],
     );
 }

@@ -1,0 +1,78 @@
+//! The stdio ends of a guest process on the client side (HCS-API O-16, rule 39).
+//!
+//! On Linux a process's std "handles" are file descriptors: Unix sockets whose other ends
+//! are the process's stdin, stdout and stderr in the guest. They arrive with the reply to
+//! `HcsCreateProcess` and are kept by the process handle until a process-information
+//! getter hands them out; from then on the caller owns and closes them. Handles never
+//! handed out are closed with the process handle, so none leaks.
+
+use parking_lot::Mutex;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+/// Stdin, stdout and stderr, each present only if its pipe was asked for.
+pub type StdFds = [Option<RawFd>; 3];
+
+#[derive(Default)]
+struct Slots {
+    owned: [Option<OwnedFd>; 3],
+    /// What the first getter handed out, returned again to later getters.
+    handed: Option<StdFds>,
+    closed: bool,
+}
+
+/// The std handles held by one process handle.
+#[derive(Default)]
+pub(crate) struct StdHandles {
+    slots: Mutex<Slots>,
+}
+
+impl StdHandles {
+    /// Takes ownership of the descriptors named in a create reply. If the handle is
+    /// already closed, they are closed at once.
+    pub fn receive(&self, fds: StdFds) {
+        let owned = fds.map(|fd| {
+            // SAFETY: the host created these descriptors for this reply and passed their
+            // ownership with it; nothing else in this process refers to them.
+            fd.filter(|fd| *fd >= 0)
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        });
+        let mut slots = self.slots.lock();
+        if slots.closed || slots.handed.is_some() {
+            return; // `owned` drops: closed.
+        }
+        slots.owned = owned;
+    }
+
+    /// Hands the descriptors to the caller, who owns them from now on; later calls give
+    /// the same numbers.
+    pub fn hand_out(&self) -> StdFds {
+        let mut slots = self.slots.lock();
+        if let Some(handed) = slots.handed {
+            return handed;
+        }
+        let handed = std::mem::take(&mut slots.owned).map(|fd| fd.map(IntoRawFd::into_raw_fd));
+        slots.handed = Some(handed);
+        handed
+    }
+
+    /// Closes what was never handed out.
+    pub fn close(&self) {
+        let mut slots = self.slots.lock();
+        slots.closed = true;
+        slots.owned = Default::default();
+    }
+}
+
+/// The descriptors named in a create reply's document (`StdInput`, `StdOutput`,
+/// `StdError`), and its `ProcessId`.
+pub(crate) fn parse_process_information(document: &str) -> Option<(u32, StdFds)> {
+    let value: serde_json::Value = serde_json::from_str(document).ok()?;
+    let pid = value.get("ProcessId")?.as_u64()? as u32;
+    let fd = |name: &str| {
+        value
+            .get(name)
+            .and_then(|v| v.as_i64())
+            .and_then(|v| RawFd::try_from(v).ok())
+    };
+    Some((pid, [fd("StdInput"), fd("StdOutput"), fd("StdError")]))
+}

@@ -1,0 +1,197 @@
+//! Linux guests that stop: graceful shutdown through the agent, terminate with processes
+//! running, a kernel panic, a crash, QEMU killed from outside, and the documents that must
+//! be refused (missing kernel, unreadable initrd, command line too long). Each test that
+//! stops its VM boots its own. Rule numbers are HCS-API.md's.
+
+mod common;
+mod linux;
+
+use hcs::{ComputeSystem, HResult};
+use serde_json::Value;
+use std::time::Duration;
+
+/// One of these tests' VMs at a time: TCG boots of several at once on two cores would
+/// only measure the contention.
+static ONE_VM: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+fn booted(prefix: &str, document: &str) -> ComputeSystem {
+    let id = common::unique_id(prefix);
+    let system = ComputeSystem::create(&id, document).wait().expect("create");
+    system.start().wait().expect("boot to agent-ready");
+    system
+}
+
+fn exit_status(system: &ComputeSystem) -> Value {
+    let status = system
+        .wait_for_exit(Some(Duration::from_secs(60)))
+        .expect("the system exits");
+    serde_json::from_str(&status).unwrap()
+}
+
+fn sleeper(system: &ComputeSystem) -> hcs::Process {
+    system
+        .create_process(r#"{"CommandArgs":["sleep","1000"]}"#)
+        .expect("sleep runs")
+}
+
+#[test]
+fn rule_53_graceful_shutdown_through_the_agent_is_a_graceful_exit() {
+    let _one = ONE_VM.lock();
+    let system = booted("linux-shutdown", &linux::linux_vm());
+    let process = sleeper(&system);
+    system.shutdown(None).wait().expect("shutdown completes");
+    // Rule 53: the exit is recorded before the shutdown completes.
+    let status = exit_status(&system);
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    assert_eq!(status["Status"], 0);
+    // The agent ended the process before powering off; the host reports it lost.
+    let ended = process
+        .wait_for_exit(Some(Duration::from_secs(10)))
+        .unwrap();
+    let ended: Value = serde_json::from_str(&ended).unwrap();
+    assert_eq!(ended["Exited"], true);
+}
+
+#[test]
+fn rule_53_terminate_while_processes_run() {
+    let _one = ONE_VM.lock();
+    let system = booted("linux-terminate", &linux::linux_vm());
+    let processes: Vec<_> = (0..3).map(|_| sleeper(&system)).collect();
+    system.terminate().wait().expect("terminate");
+    let status = exit_status(&system);
+    assert_eq!(status["ExitType"], "ForcedExit");
+    for process in &processes {
+        let error = process
+            .wait_for_exit_code(Some(Duration::from_secs(10)))
+            .unwrap_err();
+        assert_eq!(error.hresult, HResult::HCS_E_TERMINATED);
+    }
+    // A process in a stopped system.
+    let refused = system
+        .create_process(r#"{"CommandArgs":["true"]}"#)
+        .unwrap_err();
+    assert_eq!(refused.hresult, HResult::HCS_E_SYSTEM_NOT_FOUND);
+}
+
+#[test]
+fn rule_52_a_guest_kernel_panic_is_an_unexpected_exit_with_guest_critical_error() {
+    let _one = ONE_VM.lock();
+    let system = booted("linux-panic", &linux::linux_vm());
+    let _ = system.create_process(r#"{"CommandArgs":["sh","-c","echo c > /proc/sysrq-trigger"]}"#);
+    let status = exit_status(&system);
+    assert_eq!(status["ExitType"], "UnexpectedExit", "{status}");
+    assert_eq!(status["Status"], HResult::HCS_E_GUEST_CRITICAL_ERROR.0);
+    assert_eq!(
+        status["Attribution"][1]["WorkerExit"]["Detail"],
+        "GuestCrash"
+    );
+}
+
+#[test]
+fn rule_52_hcs_crash_compute_system_panics_the_guest() {
+    let _one = ONE_VM.lock();
+    let system = booted("linux-crash", &linux::linux_vm());
+    system
+        .crash(None)
+        .wait()
+        .expect("the crash NMI is delivered");
+    let status = exit_status(&system);
+    assert_eq!(status["ExitType"], "UnexpectedExit", "{status}");
+    assert_eq!(status["Status"], HResult::HCS_E_GUEST_CRITICAL_ERROR.0);
+}
+
+#[test]
+fn qemu_killed_from_outside_is_an_unexpected_exit_and_nothing_is_left() {
+    let _one = ONE_VM.lock();
+    let system = booted("linux-killed", &linux::linux_vm());
+    let process = sleeper(&system);
+    let pids = linux::qemu_pids(system.id());
+    assert_eq!(pids.len(), 1, "one QEMU for {}: {pids:?}", system.id());
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) }, 0);
+    let status = exit_status(&system);
+    assert_eq!(status["ExitType"], "UnexpectedExit", "{status}");
+    assert_eq!(status["Status"], HResult::HCS_E_UNEXPECTED_EXIT.0);
+    assert_eq!(
+        status["Attribution"][1]["WorkerExit"]["Detail"],
+        "ProcessUnexpectedExit"
+    );
+    assert!(process
+        .wait_for_exit_code(Some(Duration::from_secs(10)))
+        .is_err());
+    // The system is gone: its id is free and nothing of it is left running.
+    let reopened = ComputeSystem::open(system.id()).unwrap_err();
+    assert_eq!(reopened.hresult, HResult::HCS_E_SYSTEM_NOT_FOUND);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(linux::qemu_pids(system.id()).is_empty());
+}
+
+fn refused(document: &str) -> hcs::Error {
+    let id = common::unique_id("linux-refused");
+    let error = ComputeSystem::create(&id, document).wait().unwrap_err();
+    // Rule 48: nothing half-made, the id free.
+    assert_eq!(
+        ComputeSystem::open(&id).unwrap_err().hresult,
+        HResult::HCS_E_SYSTEM_NOT_FOUND
+    );
+    assert!(linux::qemu_pids(&id).is_empty());
+    error
+}
+
+fn message(error: &hcs::Error) -> String {
+    let document: Value = serde_json::from_str(error.document.as_deref().unwrap_or("{}")).unwrap();
+    document["ErrorMessage"].as_str().unwrap_or("").to_owned()
+}
+
+#[test]
+fn bad_documents_are_refused_naming_the_problem() {
+    let good = linux::linux_vm();
+    let kernel = serde_json::to_string(&linux::kernel()).unwrap();
+    let initrd = serde_json::to_string(&linux::initrd()).unwrap();
+
+    let missing = refused(&good.replace(&kernel, r#""/nonexistent/vmlinuz""#));
+    assert_eq!(missing.hresult, HResult::ERROR_FILE_NOT_FOUND);
+    assert!(
+        message(&missing).contains("/nonexistent/vmlinuz"),
+        "{}",
+        message(&missing)
+    );
+
+    // A directory cannot be read as an initrd (root reads any file, whatever its mode).
+    let unreadable = refused(&good.replace(&initrd, r#""/tmp""#));
+    assert_eq!(unreadable.hresult, HResult::E_ACCESSDENIED);
+    assert!(
+        message(&unreadable).contains("InitRdPath"),
+        "{}",
+        message(&unreadable)
+    );
+
+    let long = "x".repeat(4096);
+    let too_long = refused(&linux::linux_vm_with(512, &long, ""));
+    assert_eq!(too_long.hresult, HResult::HCS_E_INVALID_JSON);
+    assert!(
+        message(&too_long).contains("KernelCmdLine"),
+        "{}",
+        message(&too_long)
+    );
+
+    let vhdx = refused(&linux::linux_vm_with(
+        512,
+        "",
+        r#""Scsi":{"0":{"Attachments":{"0":{"Type":"VirtualDisk","Path":"/tmp/disk.vhdx"}}}}"#,
+    ));
+    assert_eq!(vhdx.hresult, HResult::ERROR_NOT_SUPPORTED);
+}
+
+#[test]
+fn a_process_in_a_system_that_is_not_started_is_invalid_state() {
+    let id = common::unique_id("linux-created");
+    let system = ComputeSystem::create(&id, &linux::linux_vm())
+        .wait()
+        .unwrap();
+    let error = system
+        .create_process(r#"{"CommandArgs":["true"]}"#)
+        .unwrap_err();
+    assert_eq!(error.hresult, HResult::HCS_E_INVALID_STATE);
+    system.terminate().wait().unwrap();
+}
