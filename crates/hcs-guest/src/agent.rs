@@ -248,7 +248,12 @@ impl Agent {
     /// reported.
     fn end_processes(&self, grace: Duration) {
         self.processes.signal_all(Signal::SIGTERM);
-        if !self.processes.wait_all_reported(grace) {
+        let all_gone = self.processes.wait_all_reported(grace);
+        if self.config.pid1 {
+            // Processes we did not create (daemons, orphans) may still ignore SIGTERM.
+            self.processes.signal_all(Signal::SIGKILL);
+        }
+        if !all_gone {
             self.processes.signal_all(Signal::SIGKILL);
             // The output grace of the last exits, and a little more.
             self.processes
@@ -324,6 +329,10 @@ pub fn parse_request(bytes: &[u8]) -> Option<(u64, Result<Request, ResponseBody>
                 return None;
             }
         },
+        (Some("Request"), None) => {
+            log!("ignored a request without an id");
+            return None;
+        }
         (kind, _) => {
             log!("ignored a {} message", kind.unwrap_or("malformed"));
             return None;

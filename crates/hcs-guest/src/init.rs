@@ -111,9 +111,9 @@ fn loopback_up() {
     // SAFETY: the ioctls read and write one ifreq, `req`, which lives across both calls;
     // `fd` is the socket made above, closed right after.
     let ok = unsafe {
-        libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) == 0 && {
+        libc::ioctl(fd, libc::SIOCGIFFLAGS as libc::Ioctl, &mut req) == 0 && {
             req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) == 0
+            libc::ioctl(fd, libc::SIOCSIFFLAGS as libc::Ioctl, &req) == 0
         }
     };
     if !ok {

@@ -308,6 +308,7 @@ impl Processes {
                         dst: dup(&master)?,
                         stop: stdin_stop.clone(),
                         eot_on_end: true,
+                        splice: false,
                     });
                 }
                 // With no stdout stream the output still has to be drained.
@@ -321,6 +322,7 @@ impl Processes {
                     dst: out,
                     stop: output_stop.clone(),
                     eot_on_end: false,
+                    splice: false,
                 });
                 // A terminal has no separate stderr: its stream (if any) ends at once.
                 if let Some(stream) = stderr_stream {
@@ -339,6 +341,7 @@ impl Processes {
                             dst: ours,
                             stop: stdin_stop.clone(),
                             eot_on_end: false,
+                            splice: false,
                         });
                     }
                     None => {
@@ -357,6 +360,7 @@ impl Processes {
                                 dst: stream.into_fd(),
                                 stop: output_stop.clone(),
                                 eot_on_end: false,
+                                splice: true,
                             });
                             Stdio::from(child)
                         }
@@ -527,6 +531,8 @@ struct Relay {
     src: OwnedFd,
     dst: OwnedFd,
     stop: Arc<Stop>,
+    /// Source is a pipe and destination a socket: try `splice` first.
+    splice: bool,
     /// For a terminal's stdin: when the stream ends, type ^D if the line discipline is
     /// canonical, so that a shell on the terminal sees end of file.
     eot_on_end: bool,
@@ -545,7 +551,14 @@ impl Relay {
                 if let Err(e) = result {
                     log!("{name} relay: {e}");
                 } else {
-                    let (end, _) = relay::pump(self.src.as_fd(), self.dst.as_fd(), &self.stop);
+                    let (mut end, moved) = if self.splice {
+                        relay::splice_pipe(self.src.as_fd(), self.dst.as_fd(), &self.stop)
+                    } else {
+                        (End::PeerGone, 0)
+                    };
+                    if !self.splice || (end == End::PeerGone && moved == 0) {
+                        end = relay::pump(self.src.as_fd(), self.dst.as_fd(), &self.stop).0;
+                    }
                     if self.eot_on_end && end != End::PeerGone {
                         type_eot(&self.dst);
                     }
