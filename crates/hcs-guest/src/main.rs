@@ -46,6 +46,12 @@ fn main() {
     if let Err(e) = process::block_sigchld() {
         log!("{e}");
     }
+    if !pid1 {
+        // Orphans of our processes come to us, as they would to PID 1, so that reaping and
+        // shutdown behave the same in tests.
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
     if pid1 {
         log!("starting as PID 1");
         if std::panic::catch_unwind(init::setup).is_err() {

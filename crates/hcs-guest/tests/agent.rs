@@ -493,3 +493,26 @@ fn the_agent_exits_when_the_host_closes_the_connection() {
     rig.host.close();
     assert_eq!(rig.wait_agent(WAIT), Some(0));
 }
+
+#[test]
+fn a_grandchild_holding_stdout_delays_the_exit_report_by_the_grace_at_most() {
+    let rig = Rig::start("grandchild");
+    // The background sleep keeps the stdout pipe open after sh exits.
+    let p = rig
+        .host
+        .create(
+            command(&["sh", "-c", "sleep 4 & echo hi"]),
+            false,
+            true,
+            false,
+        )
+        .expect("created");
+    let start = Instant::now();
+    assert_eq!(text(read_all(p.stdout.expect("stdout"))), "hi\n");
+    assert_eq!(rig.host.exit_code(p.pid), 0);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+}

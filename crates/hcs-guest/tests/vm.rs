@@ -263,6 +263,26 @@ fn a_real_guest_boots_runs_processes_and_powers_off() {
     assert_eq!(host.exits().values().map(Vec::len).max(), Some(1));
     assert!(host.early_exits().is_empty());
 
+    // The host drops the control connection: PID 1 connects again and says Hello again;
+    // a process started before goes on and is still the agent's to signal.
+    let p = host
+        .create(command(&["sleep", "1000"]), false, false, false)
+        .expect("created");
+    host.close();
+    assert!(host.wait_closed(Duration::from_secs(10)));
+    let t = Instant::now();
+    let hello = host.accept_and_welcome(Duration::from_secs(30));
+    assert_eq!(hello.versions, SUPPORTED_VERSIONS);
+    eprintln!("reconnected after {:?}", t.elapsed());
+    assert_eq!(
+        host.request(Request::Signal {
+            pid: p.pid,
+            signal: 15
+        }),
+        ResponseBody::Ok
+    );
+    assert_eq!(host.exit_code(p.pid), 143);
+
     // Shutdown ends a running process, answers, and powers the VM off.
     let p = host
         .create(command(&["sleep", "1000"]), false, false, false)

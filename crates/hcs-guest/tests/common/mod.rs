@@ -106,6 +106,8 @@ impl FakeHost {
     }
 
     fn start_reader(&self, stream: UnixStream) {
+        // A new connection (the agent reconnected): it is open again.
+        self.state.0.lock().expect("lock").closed = false;
         let mut reader = stream.try_clone().expect("clone");
         *self.writer.lock().expect("lock") = Some(stream);
         let state = self.state.clone();
