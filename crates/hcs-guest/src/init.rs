@@ -62,7 +62,11 @@ pub fn setup() {
     }
     loopback_up();
     for (knob, value) in [
+        // The host's crash NMI must panic the guest whatever the NMI reason port says
+        // (microvm has no port 0x61: the reason reads as SERR + IOCHK, not "unknown").
         ("/proc/sys/kernel/unknown_nmi_panic", "1"),
+        ("/proc/sys/kernel/panic_on_unrecovered_nmi", "1"),
+        ("/proc/sys/kernel/panic_on_io_nmi", "1"),
         ("/proc/sys/kernel/panic_on_oops", "1"),
     ] {
         if let Err(e) = std::fs::write(knob, value) {
