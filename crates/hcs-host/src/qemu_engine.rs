@@ -52,6 +52,15 @@ impl Engine for QemuEngine {
         let runtime_dir = plan.runtime_dir.clone().ok_or_else(|| {
             EngineError::Failed("internal error: no runtime directory for the VM".into())
         })?;
+        // ComPort sockets live in the pipe directory (or wherever an absolute NamedPipe
+        // says): QEMU binds them, so their directories must exist.
+        for socket in plan.serial_ports.iter().filter_map(|p| p.socket.as_ref()) {
+            if let Some(dir) = socket.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    EngineError::Failed(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
         let config = hcs_qemu::VmConfig {
             memory_mb: plan.memory_mb,
             vcpus: plan.vcpus,

@@ -195,3 +195,42 @@ fn a_process_in_a_system_that_is_not_started_is_invalid_state() {
     assert_eq!(error.hresult, HResult::HCS_E_INVALID_STATE);
     system.terminate().wait().unwrap();
 }
+
+#[test]
+fn com_port_is_a_unix_socket_in_the_pipe_directory_with_the_console() {
+    let _one = ONE_VM.lock();
+    let name = common::unique_id("com");
+    let document = linux::linux_vm_with(
+        512,
+        "",
+        &format!(r#""ComPorts":{{"0":{{"NamedPipe":"\\\\.\\pipe\\{name}"}}}}"#),
+    );
+    let id = common::unique_id("linux-com");
+    let system = ComputeSystem::create(&id, &document)
+        .wait()
+        .expect("create");
+    let socket = hcs_host::paths::pipe_dir().join(&name);
+    let mut console = std::os::unix::net::UnixStream::connect(&socket)
+        .unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
+    // Read while the guest boots: a console nobody reads stalls the guest's serial port,
+    // as on real hardware.
+    console
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // The kernel's console is ttyS0: everything until QEMU ends closes the socket.
+        while let Ok(n) = std::io::Read::read(&mut console, &mut buffer) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    system.start().wait().expect("boot");
+    system.terminate().wait().unwrap();
+    let seen = reader.join().unwrap();
+    assert!(seen.contains("hcs-guest"), "console output: {seen}");
+}
