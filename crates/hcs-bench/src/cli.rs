@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{c_api, latency, lifecycle, memory, throughput, BenchError, Result};
+use crate::{c_api, latency, lifecycle, linux, memory, throughput, BenchError, Result};
 
 /// One part of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub enum Part {
     Memory,
     /// 5: completion latency through the C API vs the Rust API.
     CApi,
+    /// Linux guests under QEMU vs bare QEMU (not in `all`: it boots real guests).
+    Linux,
 }
 
 impl Part {
@@ -38,6 +40,7 @@ impl Part {
             Part::Throughput => "throughput",
             Part::Memory => "memory",
             Part::CApi => "c-api",
+            Part::Linux => "linux",
         }
     }
 }
@@ -82,7 +85,7 @@ const USAGE: &str = "\
 usage: hcs-bench [PART...] [OPTIONS]
        cargo bench -p hcs-bench -- [PART...] [OPTIONS]
 
-parts (default: all): lifecycle latency throughput memory c-api
+parts (default: all): lifecycle latency throughput memory c-api; also: linux
 
 options:
   --iterations N        lifecycle cycles per line (default 300)
@@ -125,6 +128,7 @@ impl Options {
                     options.duration = Duration::from_secs_f64(seconds);
                 }
                 "all" => parts.extend(Part::ALL),
+                "linux" => parts.push(Part::Linux),
                 name => match Part::ALL.iter().find(|p| p.name() == name) {
                     Some(part) => parts.push(*part),
                     None => return Err(BenchError(format!("unknown argument {name:?}\n{USAGE}"))),
@@ -153,6 +157,7 @@ impl Options {
                 self.duration.as_secs_f64()
             ),
             Part::Memory => format!("--vms {}", self.vms),
+            Part::Linux => String::new(),
         };
         format!(
             "cargo run --release -p hcs-bench -- {} {flags}   (or: cargo bench -p hcs-bench -- {} {flags})",
@@ -192,6 +197,7 @@ pub fn run<I: IntoIterator<Item = String>>(args: I) -> i32 {
             Part::Throughput => throughput::run(&options).map(drop),
             Part::Memory => memory::run(&options).map(drop),
             Part::CApi => c_api::run(&options).map(drop),
+            Part::Linux => linux::run(&options),
         };
         match outcome {
             Ok(()) => println!(

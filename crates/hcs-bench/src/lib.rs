@@ -25,6 +25,7 @@ pub mod c_api;
 pub mod cli;
 pub mod latency;
 pub mod lifecycle;
+pub mod linux;
 pub mod memory;
 pub mod qemu;
 pub mod stats;
