@@ -29,7 +29,8 @@ pub(crate) fn qemu_args(config: &VmConfig, plan: &Plan<'_>) -> Vec<OsString> {
         // ACPI describes the virtio-mmio devices (Debian's kernel lacks
         // CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES); isa-serial=off: we add the UARTs ourselves.
         Machine::Microvm => ",acpi=on,isa-serial=off",
-        Machine::Q35 => "",
+        // No AHCI controller, SMBus or VMware port: nothing the caller did not ask for.
+        Machine::Q35 => ",sata=off,smbus=off,vmport=off",
     };
     args.pair(
         "-machine",
@@ -234,16 +235,19 @@ mod tests {
     #[test]
     fn q35_uses_pci() {
         let line = joined(Machine::Q35);
-        assert!(line.contains("-machine q35,accel=tcg,memory-backend=mem "));
+        assert!(line
+            .contains("-machine q35,accel=tcg,memory-backend=mem,sata=off,smbus=off,vmport=off "));
         assert!(line.contains("virtio-blk-pci"));
         assert!(line.contains("vhost-user-vsock-pci"));
     }
 
     #[test]
-    fn machine_by_device_count() {
+    fn microvm_fits_eight_virtio_devices() {
         let mut config = config();
-        assert_eq!(Machine::for_config(&config), Machine::Microvm);
-        config.disks = vec![config.disks[0].clone(); 8];
         assert_eq!(Machine::for_config(&config), Machine::Q35);
+        assert!(Machine::Microvm.fits(&config));
+        config.disks = vec![config.disks[0].clone(); 8];
+        assert!(!Machine::Microvm.fits(&config));
+        assert!(Machine::Q35.fits(&config));
     }
 }

@@ -103,27 +103,29 @@ impl std::fmt::Display for ResolvedAccel {
 /// The QEMU machine type a VM is built on; chosen by [`Machine::for_config`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Machine {
-    /// `microvm`: qboot firmware, no PCI, virtio-mmio devices described in ACPI. About 10 %
-    /// faster to /init than q35 under TCG; at most [`Machine::MICROVM_VIRTIO_SLOTS`] virtio
-    /// devices.
-    Microvm,
-    /// `q35`: SeaBIOS, PCIe, virtio-pci devices. Used when a VM needs more virtio devices
-    /// than microvm has slots.
+    /// `q35`: SeaBIOS, PCIe, virtio-pci devices, HPET and the ACPI PM timer. The default.
     Q35,
+    /// `microvm`: qboot firmware, no PCI, virtio-mmio devices described in ACPI, at most
+    /// [`Machine::MICROVM_VIRTIO_SLOTS`] virtio devices. About 10 % faster to /init than q35
+    /// under TCG on an idle host, but it has no HPET or PM timer: on a busy host Linux fails
+    /// to calibrate its TSC against the PIT and hangs early in boot. Only on request
+    /// (`HCS_QEMU_MACHINE=microvm`).
+    Microvm,
 }
 
 impl Machine {
     /// How many virtio-mmio transports QEMU's microvm has.
     pub const MICROVM_VIRTIO_SLOTS: usize = 8;
 
-    /// microvm unless the VM has more virtio devices (disks + vsock) than it has slots.
-    pub fn for_config(config: &VmConfig) -> Machine {
+    /// The machine for a VM: [`Machine::Q35`] (see [`Machine::Microvm`] for why not microvm).
+    pub fn for_config(_config: &VmConfig) -> Machine {
+        Machine::Q35
+    }
+
+    /// Whether the VM's devices fit this machine.
+    pub fn fits(self, config: &VmConfig) -> bool {
         let virtio = config.disks.len() + usize::from(config.vsock.is_some());
-        if virtio <= Self::MICROVM_VIRTIO_SLOTS {
-            Machine::Microvm
-        } else {
-            Machine::Q35
-        }
+        self == Machine::Q35 || virtio <= Self::MICROVM_VIRTIO_SLOTS
     }
 
     /// QEMU's name for the machine type.

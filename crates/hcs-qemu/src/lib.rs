@@ -23,7 +23,7 @@
 //!
 //! ```text
 //! qemu-system-x86_64 -nodefaults -no-user-config -display none -S -msg timestamp=on
-//!   -machine microvm,accel=tcg,memory-backend=mem,acpi=on,isa-serial=off
+//!   -machine q35,accel=tcg,memory-backend=mem,sata=off,smbus=off,vmport=off
 //!   -cpu max -smp 2 -m 512M
 //!   -object memory-backend-memfd,id=mem,size=512M,share=on
 //!   -kernel VMLINUZ -initrd INITRD -append CMDLINE
@@ -33,19 +33,23 @@
 //!   -chardev socket,id=com0,server=on,wait=off,path=COM1.sock -device isa-serial,chardev=com0,index=0
 //!   -chardev null,id=com1 -device isa-serial,chardev=com1,index=1
 //!   -drive if=none,id=disk0,format=raw,readonly=on,file.driver=file,file.filename=DISK
-//!   -device virtio-blk-device,drive=disk0
-//!   -chardev socket,id=vsock,path=RUNTIME/vhost-vsock.sock -device vhost-user-vsock-device,chardev=vsock
+//!   -device virtio-blk-pci,drive=disk0
+//!   -chardev socket,id=vsock,path=RUNTIME/vhost-vsock.sock -device vhost-user-vsock-pci,chardev=vsock
 //! ```
 //!
 //! Why each part:
 //!
-//! - **`microvm`**: qboot instead of SeaBIOS, no PCI bus to scan, virtio-mmio devices. Under
-//!   TCG on this project's machines it reaches the guest's /init in about 1.3 s against
-//!   about 1.5 s for `q35`. Debian's kernel lacks `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES`, so
-//!   the devices are described in ACPI (`acpi=on`); microvm has 8 virtio-mmio slots, and a VM
-//!   with more virtio devices gets `q35` (virtio-pci) instead ([`Machine::for_config`]).
-//! - **`-nodefaults -no-user-config -display none`**: no default NIC, VGA, serial, parallel,
-//!   floppy, CD-ROM or monitor, so no option ROMs and no devices the caller did not ask for.
+//! - **`q35`**, not `microvm`: microvm (qboot, no PCI, virtio-mmio) reaches the guest's
+//!   /init about 10 % sooner under TCG here (1.7 s against 1.9 s on a loaded host), but it
+//!   has neither HPET nor the ACPI PM timer, and with two VMs booting at once on a 2-core
+//!   host Linux failed to calibrate its TSC against the PIT ("tsc: Unable to calibrate
+//!   against PIT") and hung, every time. q35 boots reliably under the same load.
+//!   `HCS_QEMU_MACHINE=microvm` still selects it ([`Machine`]); its virtio devices are then
+//!   `virtio-*-device` described in ACPI (`acpi=on`), as Debian's kernel lacks
+//!   `CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES`.
+//! - **`-nodefaults -no-user-config -display none`, `sata=off,smbus=off,vmport=off`**: no
+//!   default NIC, VGA, serial, parallel, floppy, CD-ROM, monitor, AHCI controller or SMBus, so
+//!   no option ROMs and no devices the caller did not ask for.
 //! - **`-S`**: [`Vm::create`] returns a paused VM; [`Vm::start`] is QMP `cont`.
 //! - **`-cpu max`** under TCG (every feature TCG emulates), **`-cpu host`** under KVM.
 //! - **`memory-backend-memfd,share=on`**: the vhost-user vsock backend must map guest RAM.
@@ -62,10 +66,12 @@
 //!   reattach; output with no client attached is dropped) or on a `null` chardev.
 //! - **Disks** are raw `virtio-blk`, `file.filename=` so that no path is read as a protocol
 //!   (`nbd:`...), `readonly=on` where asked (the guest sees a read-only disk), QEMU's default
-//!   writeback cache.
+//!   writeback cache; host block devices get the `host_device` driver.
 //! - **vsock** is `vhost-user-vsock` on the socket of a `vhost-device-vsock --guest-cid N
-//!   --socket RUNTIME/vhost-vsock.sock --uds-path UDS` started first; this host has no
-//!   /dev/vhost-vsock.
+//!   --socket RUNTIME/vhost-vsock.sock --uds-path UDS` started first (it removes that socket
+//!   once QEMU has connected); this host has no /dev/vhost-vsock.
+//! - QEMU and the backend are spawned with `PR_SET_PDEATHSIG(SIGKILL)` from a process-lifetime
+//!   thread: if the owning process dies, so do they.
 //!
 //! # How a VM ends
 //!
@@ -83,8 +89,8 @@
 //!
 //! # Guest modules (Debian's cloud kernel)
 //!
-//! Load in this order with `insmod`: `virtio_ring`, `virtio`, `virtio_mmio` (microvm; for
-//! q35 `virtio_pci_modern_dev`, `virtio_pci_legacy_dev`, `virtio_pci`), then `virtio_blk`
+//! Load in this order with `insmod`: `virtio_ring`, `virtio`, `virtio_pci_modern_dev`,
+//! `virtio_pci_legacy_dev`, `virtio_pci` (q35; `virtio_mmio` instead on microvm), then `virtio_blk`
 //! for disks, `vsock`, `vmw_vsock_virtio_transport_common`, `vmw_vsock_virtio_transport`
 //! for vsock, `pvpanic`, `pvpanic-mmio` for panic reports, `button` (and `evdev` to read it)
 //! for the power button. The 8250 UART driver is built in.
@@ -100,4 +106,4 @@ mod vm;
 pub use accel::{resolve_accel, ACCEL_ENV};
 pub use config::{Accel, Disk, Machine, ResolvedAccel, SerialPort, VmConfig, Vsock};
 pub use error::Error;
-pub use vm::{Exit, ExitHandler, Vm, QEMU_ENV, VHOST_DEVICE_VSOCK_ENV};
+pub use vm::{Exit, ExitHandler, Vm, MACHINE_ENV, QEMU_ENV, VHOST_DEVICE_VSOCK_ENV};

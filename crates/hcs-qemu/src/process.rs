@@ -1,6 +1,11 @@
 //! Child processes (QEMU, the vsock backend): finding, spawning, signalling and reaping
 //! them without ever signalling a reaped (possibly reused) pid. All of the crate's
 //! `unsafe` is here.
+//!
+//! Children die with this process: they are spawned by one long-lived "spawner" thread with
+//! `PR_SET_PDEATHSIG(SIGKILL)`. (The kernel sends that signal when the *thread* that forked
+//! ends, so forking from the caller's thread, which may be short-lived, would be wrong.) A
+//! crashed or killed owner thus never leaves a QEMU running.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -8,7 +13,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, OnceLock};
 
 use parking_lot::Mutex;
 
@@ -115,17 +121,15 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        if let Some(fd) = pass_fd {
-            let fd = fd.as_raw_fd();
-            // SAFETY: the closure runs in the child between fork and exec and only calls
-            // dup2 and fcntl, which are async-signal-safe; it touches no memory of the
-            // parent besides the copied integer `fd`.
-            unsafe {
-                command.pre_exec(move || pass_fd_as_3(fd));
-            }
+        let fd = pass_fd.map(AsRawFd::as_raw_fd);
+        let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+        // SAFETY: the closure runs in the child between fork and exec and only calls prctl,
+        // getppid, dup2 and fcntl, which are async-signal-safe; it touches no memory of the
+        // parent besides the copied integers `fd` and `parent`.
+        unsafe {
+            command.pre_exec(move || in_child(fd, parent));
         }
-        let child = command
-            .spawn()
+        let child = spawn_from_spawner(command)
             .map_err(|e| Error::io(format!("cannot run {}", program.display()), e))?;
         let pid = libc::pid_t::try_from(child.id())
             .map_err(|_| Error::io("pid out of range", std::io::ErrorKind::Other.into()))?;
@@ -226,7 +230,54 @@ impl Process {
     }
 }
 
-/// In the child before exec: makes `fd` the child's fd 3, inheritable.
+/// A spawn request to the spawner thread.
+type SpawnRequest = (Command, mpsc::SyncSender<std::io::Result<Child>>);
+
+/// Spawns `command` from the process-lifetime spawner thread (see the module doc).
+fn spawn_from_spawner(command: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<std::io::Result<parking_lot::Mutex<mpsc::Sender<SpawnRequest>>>> =
+        OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("hcs-qemu-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .map(|_| parking_lot::Mutex::new(tx))
+    });
+    let spawner = spawner
+        .as_ref()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("spawner thread: {e}")))?;
+    let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+    let gone = || std::io::Error::other("the spawner thread has ended");
+    spawner
+        .lock()
+        .send((command, reply_tx))
+        .map_err(|_| gone())?;
+    reply_rx.recv().map_err(|_| gone())?
+}
+
+/// In the child before exec: dies with this process, and gets `fd` (if any) as fd 3.
+fn in_child(fd: Option<libc::c_int>, parent: libc::pid_t) -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only; no memory effects.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The parent may have died before prctl: then nobody would send the signal.
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != parent {
+        return Err(std::io::Error::other("the owner process has ended"));
+    }
+    match fd {
+        Some(fd) => pass_fd_as_3(fd),
+        None => Ok(()),
+    }
+}
+
+/// Makes `fd` the child's fd 3, inheritable.
 fn pass_fd_as_3(fd: libc::c_int) -> std::io::Result<()> {
     if fd == 3 {
         // dup2 to itself keeps FD_CLOEXEC: clear it instead.

@@ -25,6 +25,10 @@ pub const QEMU_ENV: &str = "HCS_QEMU";
 /// `~/.cargo/bin`).
 pub const VHOST_DEVICE_VSOCK_ENV: &str = "HCS_VHOST_DEVICE_VSOCK";
 
+/// The environment variable that forces the machine type: `microvm` or `q35` (for
+/// comparisons and as a way around a microvm problem on some host).
+pub const MACHINE_ENV: &str = "HCS_QEMU_MACHINE";
+
 /// How long QEMU may take to offer QMP after it is spawned.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a QMP command may take to be answered.
@@ -118,7 +122,7 @@ impl Vm {
             None => None,
         };
         let (accel, accel_reason) = resolve_accel(config.accel);
-        let machine = Machine::for_config(&config);
+        let machine = choose_machine(&config)?;
 
         let runtime_dir = std::path::absolute(&config.runtime_dir)
             .map_err(|e| Error::io("runtime directory", e))?;
@@ -367,6 +371,11 @@ impl Vm {
         self.shared.qemu.pid()
     }
 
+    /// The `vhost-device-vsock` backend's process id, when the VM has vsock.
+    pub fn backend_pid(&self) -> Option<u32> {
+        self.shared.backend.as_ref().map(Process::pid)
+    }
+
     /// Host CPU time QEMU has used (all its threads, user + system), in 100 ns units. After
     /// QEMU has ended, the last value read.
     pub fn cpu_time_100ns(&self) -> u64 {
@@ -560,6 +569,31 @@ impl Drop for CreateGuard {
             cleanup.run();
         }
     }
+}
+
+/// [`Machine::for_config`], unless `HCS_QEMU_MACHINE` names one (that fits the VM).
+fn choose_machine(config: &VmConfig) -> Result<Machine, Error> {
+    let auto = Machine::for_config(config);
+    let Some(name) = std::env::var_os(MACHINE_ENV).filter(|v| !v.is_empty()) else {
+        return Ok(auto);
+    };
+    let machine = match name.to_str() {
+        Some("microvm") => Machine::Microvm,
+        Some("q35") => Machine::Q35,
+        _ => {
+            return Err(Error::InvalidConfig(format!(
+                "{MACHINE_ENV}={} (microvm or q35)",
+                name.to_string_lossy()
+            )))
+        }
+    };
+    if !machine.fits(config) {
+        return Err(Error::InvalidConfig(format!(
+            "{MACHINE_ENV}=microvm but the VM has more than {} virtio devices",
+            Machine::MICROVM_VIRTIO_SLOTS
+        )));
+    }
+    Ok(machine)
 }
 
 /// Rejects what QEMU would refuse less clearly.
