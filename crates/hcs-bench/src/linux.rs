@@ -417,6 +417,33 @@ struct Memory {
     qemu_pss: u64,
     backend_pss: u64,
     guest_used: u64,
+    /// Resident pages of QEMU's guest-RAM memfd: what the guest ever touched, KiB.
+    guest_touched: u64,
+}
+
+/// `Rss:` of QEMU's guest-RAM memfd mapping, KiB.
+fn memfd_rss_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut in_memfd = false;
+    let mut total = 0;
+    for line in text.lines() {
+        if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            in_memfd = line.contains("/memfd:memory-backend-memfd");
+        } else if in_memfd {
+            if let Some(v) = line.strip_prefix("Rss:") {
+                total += v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    total
 }
 
 fn memory(system: &ComputeSystem, id: &str) -> Result<Memory> {
@@ -430,6 +457,7 @@ fn memory(system: &ComputeSystem, id: &str) -> Result<Memory> {
         qemu_pss: pss_kib(p.qemu.0)?,
         backend_pss: pss_kib(p.backend.0)?,
         guest_used: total.saturating_sub(free),
+        guest_touched: memfd_rss_kib(p.qemu.0),
     })
 }
 
@@ -585,11 +613,12 @@ fn print_rest(r: &Rest) {
         let total = m.qemu_pss + m.backend_pss;
         println!(
             "  {size:>3} MB: QEMU {:.1} MiB + vhost-device-vsock {:.1} MiB = {:.1} MiB; guest \
-             used (MemTotal-MemFree) {:.1} MiB; ~{} idle VMs fit",
+             used (MemTotal-MemFree) {:.1} MiB, touched (memfd RSS) {:.1} MiB; ~{} idle VMs fit",
             mib(m.qemu_pss),
             mib(m.backend_pss),
             mib(total),
             mib(m.guest_used),
+            mib(m.guest_touched),
             r.host_total / total.max(1)
         );
     }
