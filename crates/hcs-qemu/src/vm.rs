@@ -57,8 +57,9 @@ pub enum Exit {
 }
 
 /// Called at most once per VM, from a thread of this crate, when the VM ends by itself;
-/// never after (or during) [`Vm::stop`]. It should hand work to another thread rather than
-/// call back into the VM.
+/// never once [`Vm::stop`] has begun. It should hand work to another thread rather than
+/// call back into the VM: a `stop()` from another thread waits for a running handler to
+/// return. (A `stop()` or drop of the `Vm` from inside the handler is safe.)
 pub type ExitHandler = Box<dyn Fn(Exit) + Send + Sync>;
 
 /// One VM: a `qemu-system-x86_64` process (and its vsock backend) driven over QMP.

@@ -1,7 +1,12 @@
 //! Real VMs under QEMU (TCG): boot to a marker, every way a VM ends, pause/resume, stop,
 //! bad files, disks, serial ports and vsock. Each test boots Debian's cloud kernel with its
-//! own tiny initramfs; none is skipped: a missing kernel, module or program fails the test
-//! with what to install.
+//! own tiny initramfs (busybox and modules), one boots the project's guest image; none is
+//! skipped: a missing kernel, module or program fails the test with what to install.
+//!
+//! Inputs: `HCS_GUEST_KERNEL` (else `.cache/guest/vmlinuz`), `HCS_GUEST_MODULES` (a
+//! `lib/modules/<version>` tree, else `.cache/guest/modules`), `HCS_GUEST_INITRD` (else
+//! `.cache/guest/initramfs.img`), `/bin/busybox`, QEMU and `vhost-device-vsock` as the crate
+//! finds them. At most as many VMs run at once as the host has CPUs.
 
 mod common;
 
@@ -443,6 +448,51 @@ fn vsock_device_and_backend_are_there() {
     vm.stop();
     assert_cleaned(pid, Some(backend), &runtime_dir);
     assert!(!uds.exists(), "uds_path left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The project's guest image: its agent (/init) loads the vsock modules and connects to the
+/// host (CID 2) on the control port, which vhost-device-vsock turns into a connection to
+/// `<uds_path>_<port>`, where it says Hello first.
+#[test]
+fn project_guest_reaches_the_host_over_vsock() {
+    use std::os::unix::net::UnixListener;
+    let _slot = vm_slot();
+    let dir = scratch("agent");
+    let mut cfg = config(&dir, project_initrd());
+    let uds = dir.join("vsock");
+    cfg.vsock = Some(Vsock {
+        guest_cid: 3,
+        uds_path: uds.clone(),
+    });
+    cfg.memory_mb = 512;
+    let port = hcs_guest_protocol::CONTROL_PORT;
+    let listener = UnixListener::bind(format!("{}_{port}", uds.display())).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let (exits, handler) = Exits::new();
+    let vm = Vm::create(cfg, handler).expect("create");
+    let serial = Serial::connect(&dir.join("com1"));
+    vm.start().expect("start");
+    let deadline = Instant::now() + BOOT;
+    let mut conn = loop {
+        match listener.accept() {
+            Ok((conn, _)) => break conn,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!(
+                "the guest agent never connected to vsock port {port} ({e}); console:\n{}",
+                serial.text()
+            ),
+        }
+    };
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(BOOT)).unwrap();
+    let hello: hcs_guest_protocol::Hello =
+        hcs_guest_protocol::read_frame(&mut conn).expect("the agent's Hello");
+    assert!(hello.kernel.contains("cloud-amd64"), "{hello:?}");
+    assert_eq!(exits.count(), 0);
+    vm.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -36,6 +36,12 @@ pub fn kernel() -> PathBuf {
     guest_path("HCS_GUEST_KERNEL", "vmlinuz")
 }
 
+/// The project's guest image (busybox, modules, the `hcs-guest` agent as /init):
+/// `$HCS_GUEST_INITRD`, else `<repo>/.cache/guest/initramfs.img`.
+pub fn project_initrd() -> PathBuf {
+    guest_path("HCS_GUEST_INITRD", "initramfs.img")
+}
+
 /// The kernel's modules directory (`lib/modules/<version>`): `$HCS_GUEST_MODULES`, else
 /// `<repo>/.cache/guest/modules`.
 pub fn modules_dir() -> PathBuf {
@@ -60,7 +66,9 @@ pub fn module(name: &str) -> PathBuf {
     let dir = modules_dir();
     find(&dir, &format!("{name}.ko")).unwrap_or_else(|| {
         panic!(
-            "guest module {name}.ko not found under {} (set HCS_GUEST_MODULES or run scripts/setup)",
+            "guest module {name}.ko not found under {} (run scripts/setup; scripts/build-initramfs \
+             keeps only the modules in its WANTED list, which must name {name}; or set \
+             HCS_GUEST_MODULES to a full lib/modules/<version> tree)",
             dir.display()
         )
     })
