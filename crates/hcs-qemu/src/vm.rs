@@ -217,8 +217,13 @@ impl Vm {
             Err(e) => {
                 qemu.kill();
                 let status = qemu.wait();
+                // End-of-file on QMP just means QEMU ended: its status says enough.
+                let why = match e {
+                    Error::Stopped => String::new(),
+                    other => format!(" ({other})"),
+                };
                 let detail = format!(
-                    "{status} ({e}); its stderr ends with:\n{}",
+                    "{status}{why}; its stderr ends with:\n{}",
                     qemu.log_tail(TAIL_LINES)
                 );
                 return Err(Error::StartFailed {

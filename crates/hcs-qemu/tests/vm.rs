@@ -282,6 +282,7 @@ fn missing_kernel_and_unreadable_initrd_are_clear_errors() {
     let err = Vm::create(cfg, Exits::new().1).expect_err("1000 vCPUs");
     assert!(matches!(err, Error::StartFailed { .. }), "{err:?}");
     assert!(err.to_string().contains("CPUs"), "{err}");
+    eprintln!("QEMU refusing 1000 vCPUs: {err}");
     assert!(
         !runtime_dir.exists(),
         "runtime dir left after a failed start"
