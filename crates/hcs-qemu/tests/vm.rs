@@ -506,8 +506,9 @@ fn power_button_reaches_the_guest() {
         BUTTON,
         &format!(
             "ev=$(grep -A5 'Power Button' /proc/bus/input/devices | grep -o 'event[0-9]*' | head -n 1)\n\
+             exec 3</dev/input/$ev\n\
              echo \"{MARK} waiting on $ev\"\n\
-             dd if=/dev/input/$ev bs=24 count=1 of=/dev/null 2>/dev/null\n\
+             dd bs=24 count=1 of=/dev/null <&3 2>/dev/null\n\
              echo {MARK} button; poweroff -f"
         ),
     );
