@@ -18,7 +18,7 @@ use crate::system::{Life, Requester, System};
 use hcs_schema::{HResult, Limits};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The service core: every compute system of this host.
@@ -35,21 +35,29 @@ pub(crate) struct HostInner {
     registry: Mutex<HashMap<String, Arc<System>>>,
     live_vms: AtomicUsize,
     next_session: AtomicU64,
+    /// Told the id of every system that stops existing (see [`Host::on_system_gone`]).
+    gone_hook: Mutex<Option<GoneHook>>,
 }
+
+type GoneHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl HostInner {
     /// Frees the id of a system that stopped or failed to be created (HCS-API rule 27).
     pub fn forget(&self, system: &System, had_vm: bool) {
         let mut registry = self.registry.lock();
-        if registry
+        let removed = registry
             .get(&system.id)
-            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), system))
-        {
+            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), system));
+        if removed {
             registry.remove(&system.id);
         }
         drop(registry);
         if had_vm {
             self.live_vms.fetch_sub(1, Ordering::SeqCst);
+        }
+        let hook = self.gone_hook.lock().clone();
+        if let (true, Some(hook)) = (removed, hook) {
+            hook(&system.id);
         }
     }
 
@@ -90,6 +98,7 @@ impl Host {
                 registry: Mutex::new(HashMap::new()),
                 live_vms: AtomicUsize::new(0),
                 next_session: AtomicU64::new(1),
+                gone_hook: Mutex::new(None),
             }),
         }
     }
@@ -110,6 +119,8 @@ impl Host {
                 handles: Mutex::new(HashMap::new()),
                 processes: Mutex::new(HashMap::new()),
                 unborn: Mutex::new(HashSet::new()),
+                holds: Mutex::new(HashMap::new()),
+                abandoned: AtomicBool::new(false),
             }),
         }
     }
@@ -150,6 +161,13 @@ impl Host {
             .map(|release| SystemHold { _release: release })
     }
 
+    /// Calls `hook` with the id of every compute system that stops existing (it stopped,
+    /// or its create failed), after its id is free again. Called from host threads, never
+    /// under a lock of the host; it must return promptly.
+    pub fn on_system_gone(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        *self.inner.gone_hook.lock() = Some(Arc::new(hook));
+    }
+
     /// The ids of the compute systems that exist.
     pub fn system_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.inner.registry.lock().keys().cloned().collect();
@@ -179,6 +197,10 @@ pub(crate) struct SessionShared {
     processes: Mutex<HashMap<ProcessHandle, ProcessBinding>>,
     /// Handles whose create failed before a system existed: they answer "not found".
     unborn: Mutex<HashSet<SystemHandle>>,
+    /// Diagnostic holds on systems' request queues, by the client's number.
+    holds: Mutex<HashMap<u64, SystemHold>>,
+    /// Set by [`Session::abandon`]: closes release handles without terminating.
+    abandoned: AtomicBool,
 }
 
 struct ProcessBinding {
@@ -310,7 +332,8 @@ impl SessionShared {
         self.unborn.lock().remove(&handle);
         let system = self.handles.lock().remove(&handle);
         if let Some(system) = system {
-            system.remove_handle(self.id, handle);
+            let abandoned = self.abandoned.load(Ordering::SeqCst);
+            system.remove_handle(self.id, handle, !abandoned);
         }
     }
 
@@ -473,6 +496,35 @@ impl Session {
                 let outcome = crate::service::submit_wer_report(&report).map(|()| None);
                 shared.reply(id, outcome, "SubmitWerReport");
             }
+            RequestBody::HoldSystem { handle, hold } => {
+                let system = shared.handles.lock().get(&handle).cloned();
+                let outcome = match system.and_then(|s| s.hold()) {
+                    Some(release) => {
+                        shared
+                            .holds
+                            .lock()
+                            .insert(hold, SystemHold { _release: release });
+                        Ok(None)
+                    }
+                    None => Err(Failure::new(
+                        HResult::HCS_E_SYSTEM_NOT_FOUND,
+                        "no running compute system to hold",
+                    )),
+                };
+                shared.reply(id, outcome, "HoldSystem");
+            }
+            RequestBody::ReleaseHold { hold } => {
+                let released = shared.holds.lock().remove(&hold);
+                drop(released);
+                shared.reply(id, Ok(None), "ReleaseHold");
+            }
+            RequestBody::LiveCounts => {
+                let counts = serde_json::json!({
+                    "Systems": self.shared.host.registry.lock().len(),
+                    "Vms": self.shared.host.live_vms.load(Ordering::SeqCst),
+                });
+                shared.reply(id, Ok(Some(counts.to_string())), "LiveCounts");
+            }
             RequestBody::System { handle, request } => {
                 let system = shared.handles.lock().get(&handle).cloned();
                 match system {
@@ -487,11 +539,30 @@ impl Session {
     pub fn id(&self) -> u64 {
         self.shared.id
     }
+
+    /// Whether the session holds nothing: no system or process handle (not even one whose
+    /// create failed) and no hold.
+    pub fn is_idle(&self) -> bool {
+        self.shared.handles.lock().is_empty()
+            && self.shared.processes.lock().is_empty()
+            && self.shared.unborn.lock().is_empty()
+            && self.shared.holds.lock().is_empty()
+    }
+
+    /// Ends the session without closing its handles as a client would: its handles are
+    /// released, but a system with `ShouldTerminateOnLastHandleClosed` is not stopped by
+    /// it. For a service that lost its clients' connections with its own restart (the
+    /// clients did not close anything) — not for a client that ended.
+    pub fn abandon(self) {
+        self.shared.abandoned.store(true, Ordering::SeqCst);
+        drop(self);
+    }
 }
 
 impl Drop for Session {
     /// A session that ends closes every handle it still holds.
     fn drop(&mut self) {
+        self.shared.holds.lock().clear();
         let processes: Vec<ProcessHandle> = self.shared.processes.lock().keys().copied().collect();
         for handle in processes {
             self.shared.close_process(handle);

@@ -102,6 +102,24 @@ pub enum RequestBody {
         /// The report.
         report: String,
     },
+    /// Diagnostics (not an HCS call): keep the request queue of the system of `handle`
+    /// blocked until [`RequestBody::ReleaseHold`] with the same `hold`, so that operations
+    /// issued meanwhile stay pending. Fails with `HCS_E_SYSTEM_NOT_FOUND` once the system
+    /// has stopped.
+    HoldSystem {
+        /// The system handle.
+        handle: SystemHandle,
+        /// A client-chosen number naming the hold.
+        hold: u64,
+    },
+    /// Diagnostics: releases a [`RequestBody::HoldSystem`].
+    ReleaseHold {
+        /// The hold's number.
+        hold: u64,
+    },
+    /// Diagnostics: how many compute systems and VMs the host has, as
+    /// `{"Systems":N,"Vms":N}`.
+    LiveCounts,
 }
 
 /// The asynchronous requests on one process.

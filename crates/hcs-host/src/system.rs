@@ -220,8 +220,14 @@ impl System {
     }
 
     /// Releases a handle; with `ShouldTerminateOnLastHandleClosed`, the last one stops the
-    /// system (HCS-API rule 28).
-    pub fn remove_handle(self: &Arc<Self>, session_id: u64, handle: SystemHandle) {
+    /// system (HCS-API rule 28) when `may_terminate` (a session abandoned by a restarting
+    /// service releases its handles without that).
+    pub fn remove_handle(
+        self: &Arc<Self>,
+        session_id: u64,
+        handle: SystemHandle,
+        may_terminate: bool,
+    ) {
         let last = {
             let mut state = self.state.lock();
             state
@@ -229,7 +235,7 @@ impl System {
                 .retain(|(_, s, h)| !(*s == session_id && *h == handle));
             state.handles.is_empty()
         };
-        if last && self.settings.terminate_on_last_handle_closed {
+        if last && may_terminate && self.settings.terminate_on_last_handle_closed {
             self.request_stop(StopCause::LastHandleClosed, None);
         }
     }
