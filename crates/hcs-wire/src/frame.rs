@@ -52,6 +52,9 @@ pub enum WireError {
     Malformed(String),
 }
 
+/// A frame's payload bytes and the descriptors that came with it.
+pub type RawFrame = (Vec<u8>, Vec<OwnedFd>);
+
 /// The reading half of a connection.
 pub struct FrameReader {
     stream: UnixStream,
@@ -83,7 +86,7 @@ impl FrameReader {
     }
 
     /// The next frame's payload bytes and descriptors, or `None` at a clean end of stream.
-    pub fn recv_raw(&mut self) -> Result<Option<(Vec<u8>, Vec<OwnedFd>)>, WireError> {
+    pub fn recv_raw(&mut self) -> Result<Option<RawFrame>, WireError> {
         loop {
             if self.buffer.len() >= HEADER_LEN {
                 let len = u32::from_le_bytes(self.buffer[0..4].try_into().expect("4 bytes"));
