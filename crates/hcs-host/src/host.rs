@@ -365,7 +365,7 @@ fn already_exists(id: &str) -> Failure {
 
 /// The reply to request `id`: the document on success, else the failure's HRESULT and its
 /// `ResultError` for `phase`.
-pub(crate) fn reply_message(
+pub fn reply_message(
     id: u64,
     outcome: Result<Option<String>, Failure>,
     phase: &str,

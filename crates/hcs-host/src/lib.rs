@@ -37,7 +37,9 @@ mod system;
 
 pub use engine::{Engine, EngineError, EngineExit, EngineLimits, EngineVm, VmPlan};
 pub use error::Failure;
-pub use host::{Host, Session, SystemHold};
+pub use host::{reply_message, Host, Session, SystemHold};
+pub use processes::lost_status_document;
+pub use properties::worker_lost_exit_status;
 pub use protocol::{
     HostMessage, MessageSink, Notification, ProcessHandle, ProcessRequest, Reply, Request,
     RequestBody, SystemHandle, SystemRequest,

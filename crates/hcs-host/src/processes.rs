@@ -38,6 +38,11 @@ pub(crate) struct ProcessTable {
     entries: Mutex<HashMap<u32, Entry>>,
 }
 
+/// The `ProcessStatus` of guest process `pid` lost with its system for `reason`.
+pub fn lost_status_document(pid: u32, reason: HResult) -> String {
+    status_document(pid, Some(Ending::Lost(reason)))
+}
+
 /// The `ProcessStatus` document of `pid`.
 pub(crate) fn status_document(pid: u32, ending: Option<Ending>) -> String {
     let status = hcs_schema::ProcessStatus {

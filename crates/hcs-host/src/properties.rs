@@ -284,3 +284,20 @@ pub(crate) fn exit_status(cause: &StopCause, stop_on_reset: bool) -> (String, &'
         name,
     )
 }
+
+/// The `SystemExitStatus` of a system whose worker process (in the service) ended without
+/// stopping it: an `UnexpectedExit` attributed to the host, with `HCS_E_UNEXPECTED_EXIT`.
+pub fn worker_lost_exit_status() -> String {
+    let document = SystemExitStatus {
+        status: Some(HResult::HCS_E_UNEXPECTED_EXIT.0),
+        exit_type: Some(NotificationType::UnexpectedExit),
+        attribution: Some(vec![
+            system_exit(SystemExitDetail::UnexpectedExit, ExitInitiator::Internal),
+            worker_exit(
+                WorkerExitType::UnexpectedStop,
+                WorkerExitDetail::ProcessUnexpectedExit,
+            ),
+        ]),
+    };
+    serde_json::to_string(&document).unwrap_or_else(|_| "{}".to_owned())
+}
