@@ -51,7 +51,9 @@ impl WorkerLink {
     pub fn spawn(state: &StateDir, id: &str) -> io::Result<(Arc<WorkerLink>, FrameReader)> {
         let (ours, theirs) = UnixStream::pair()?;
         let fd = theirs.as_raw_fd();
-        let mut command = Command::new(std::env::current_exe()?);
+        // /proc/self/exe rather than current_exe(): it still runs this binary after an
+        // upgrade replaced the file (current_exe() would then name a deleted path).
+        let mut command = Command::new("/proc/self/exe");
         command
             .arg("worker")
             .arg("--state-dir")
