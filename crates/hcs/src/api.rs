@@ -6,7 +6,7 @@
 //! gives `E_HANDLE` (rule 49) and never undefined behaviour. The idiomatic API
 //! ([`crate::ComputeSystem`], [`crate::Operation`]) is built on these functions.
 
-use crate::client::{client, next_handle};
+use crate::client::{client, next_handle, Link};
 use crate::handle_object::HandleObject;
 use crate::operation::Operation;
 use crate::types::{
@@ -242,7 +242,11 @@ fn tracked_request(
     };
     match arm(&op, handle, op_type, process) {
         Ok(generation) => {
-            client.send_for_operation(op, generation, body);
+            let link = match handle {
+                Some(handle) => handle.link.clone(),
+                None => client.new_link(),
+            };
+            client.send_for_operation(&link, op, generation, body);
             HResult::S_OK
         }
         Err(hresult) => hresult,
@@ -287,10 +291,12 @@ pub fn create_compute_system(
     let client = client();
     let op = client.operation(operation).ok_or(HResult::E_HANDLE)?;
     let handle = HcsSystem(next_handle());
-    let system = Arc::new(HandleObject::system(handle.0, id.to_owned()));
+    let link = client.new_link();
+    let system = Arc::new(HandleObject::system(handle.0, id.to_owned(), link.clone()));
     let generation = arm(&op, Some(&system), OperationType::Create, None)?;
     client.systems.insert(handle.0, system);
     client.send_for_operation(
+        &link,
         op,
         generation,
         RequestBody::CreateSystem {
@@ -309,14 +315,18 @@ pub fn open_compute_system(id: &str, requested_access: u32) -> Result<HcsSystem,
     }
     let client = client();
     let handle = HcsSystem(next_handle());
+    let link = client.new_link();
     client.systems.insert(
         handle.0,
-        Arc::new(HandleObject::system(handle.0, id.to_owned())),
+        Arc::new(HandleObject::system(handle.0, id.to_owned(), link.clone())),
     );
-    let (result, _) = client.send_and_wait(RequestBody::OpenSystem {
-        handle: handle.0,
-        id: id.to_owned(),
-    });
+    let (result, _) = client.send_and_wait(
+        &link,
+        RequestBody::OpenSystem {
+            handle: handle.0,
+            id: id.to_owned(),
+        },
+    );
     if result.failed() {
         client.systems.remove(handle.0);
         return Err(result);
@@ -330,7 +340,7 @@ pub fn close_compute_system(system: HcsSystem) {
     let client = client();
     if let Some(object) = client.systems.remove(system.0) {
         object.close();
-        client.send_and_forget(RequestBody::CloseSystem { handle: system.0 });
+        client.send_and_forget(&object.link, RequestBody::CloseSystem { handle: system.0 });
     }
 }
 
@@ -546,7 +556,11 @@ pub fn create_process(
         return Err(HResult::E_INVALIDARG);
     }
     let handle = HcsProcess(next_handle());
-    let process = Arc::new(HandleObject::process(handle.0, system.id.clone()));
+    let process = Arc::new(HandleObject::process(
+        handle.0,
+        system.id.clone(),
+        system.link.clone(),
+    ));
     let generation = arm(
         &op,
         Some(&system),
@@ -555,6 +569,7 @@ pub fn create_process(
     )?;
     client.processes.insert(handle.0, process);
     client.send_for_operation(
+        &system.link,
         op,
         generation,
         RequestBody::System {
@@ -580,13 +595,20 @@ pub fn open_process(
     let handle = HcsProcess(next_handle());
     client.processes.insert(
         handle.0,
-        Arc::new(HandleObject::process(handle.0, system.id.clone())),
+        Arc::new(HandleObject::process(
+            handle.0,
+            system.id.clone(),
+            system.link.clone(),
+        )),
     );
-    let (result, _) = client.send_and_wait(RequestBody::OpenProcess {
-        system: system.handle,
-        process: handle.0,
-        pid,
-    });
+    let (result, _) = client.send_and_wait(
+        &system.link,
+        RequestBody::OpenProcess {
+            system: system.handle,
+            process: handle.0,
+            pid,
+        },
+    );
     if result.failed() {
         if let Some(object) = client.processes.remove(handle.0) {
             object.close();
@@ -601,7 +623,10 @@ pub fn close_process(process: HcsProcess) {
     let client = client();
     if let Some(object) = client.processes.remove(process.0) {
         object.close();
-        client.send_and_forget(RequestBody::CloseProcess { handle: process.0 });
+        client.send_and_forget(
+            &object.link,
+            RequestBody::CloseProcess { handle: process.0 },
+        );
     }
 }
 
@@ -722,25 +747,30 @@ pub fn wait_for_process_exit(process: HcsProcess, timeout_ms: u32) -> (HResult, 
 
 /// `HcsGetServiceProperties` with a `Service_PropertyQuery` (rule 43).
 pub fn get_service_properties(query: Option<&str>) -> (HResult, Option<String>) {
-    client().send_and_wait(RequestBody::GetServiceProperties {
+    service_request(RequestBody::GetServiceProperties {
         query: query.map(str::to_owned),
     })
 }
 
+/// Sends a request that goes through no handle and waits for its reply.
+fn service_request(body: RequestBody) -> (HResult, Option<String>) {
+    let client = client();
+    client.send_and_wait(&client.new_link(), body)
+}
+
 /// `HcsModifyServiceSettings` with a `ModificationRequest`.
 pub fn modify_service_settings(settings: &str) -> (HResult, Option<String>) {
-    client().send_and_wait(RequestBody::ModifyServiceSettings {
+    service_request(RequestBody::ModifyServiceSettings {
         settings: settings.to_owned(),
     })
 }
 
 /// `HcsSubmitWerReport` with a `CrashReport` (the `EventData` of a crash report event).
 pub fn submit_wer_report(report: &str) -> HResult {
-    client()
-        .send_and_wait(RequestBody::SubmitWerReport {
-            report: report.to_owned(),
-        })
-        .0
+    service_request(RequestBody::SubmitWerReport {
+        report: report.to_owned(),
+    })
+    .0
 }
 
 // ---------------------------------------------------------------------------------------
@@ -755,30 +785,46 @@ pub use crate::state_files::{
 // ---------------------------------------------------------------------------------------
 // Diagnostics
 
-/// Counts of live objects in this process, for leak checks.
+pub use crate::client::{HostKind, HOST_ENV};
+
+/// Which host this process's client talks to: chosen once, on first use, from
+/// `HCS_HOST` (`embedded`, `service`, or `auto`/unset: the service if it answers at
+/// [`hcs_wire::socket_path`], else the embedded host). See `docs/service.md`.
+pub fn host_kind() -> HostKind {
+    client().kind()
+}
+
+/// Counts of live objects, for leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LiveCounts {
-    /// Open operation handles.
+    /// Open operation handles in this process.
     pub operations: usize,
-    /// Open compute-system handles.
+    /// Open compute-system handles in this process.
     pub system_handles: usize,
-    /// Open process handles.
+    /// Open process handles in this process.
     pub process_handles: usize,
-    /// Compute systems that exist in the embedded host.
+    /// Compute systems that exist in the host (the embedded host or the service).
     pub systems: usize,
-    /// VMs alive in the embedded host's engine.
+    /// VMs alive in the host's engines.
     pub vms: usize,
 }
 
-/// What this process holds right now.
+/// What this process holds right now, and what its host holds (0 systems and VMs when
+/// the host cannot be asked).
 pub fn live_counts() -> LiveCounts {
     let client = client();
+    let (result, document) = client.send_and_wait(&client.new_link(), RequestBody::LiveCounts);
+    let host: serde_json::Value = document
+        .filter(|_| result.succeeded())
+        .and_then(|d| serde_json::from_str(&d).ok())
+        .unwrap_or_default();
+    let count = |name: &str| host.get(name).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
     LiveCounts {
         operations: client.operations.len(),
         system_handles: client.systems.len(),
         process_handles: client.processes.len(),
-        systems: client.host.system_count(),
-        vms: client.host.live_vm_count(),
+        systems: count("Systems"),
+        vms: count("Vms"),
     }
 }
 
@@ -787,8 +833,41 @@ pub fn live_counts() -> LiveCounts {
 /// `HCS_E_OPERATION_PENDING`, timeouts and closes while work runs. The VM keeps running;
 /// terminate is not held back (rule 54). `None` if the handle is invalid or the system
 /// has stopped.
-pub fn hold_system_requests(system: HcsSystem) -> Option<hcs_host::SystemHold> {
+pub fn hold_system_requests(system: HcsSystem) -> Option<SystemHold> {
     let client = client();
     let object = client.system(system)?;
-    client.host.hold_system(&object.id)
+    let hold = next_handle();
+    let (result, _) = client.send_and_wait(
+        &object.link,
+        RequestBody::HoldSystem {
+            handle: object.handle,
+            hold,
+        },
+    );
+    result.succeeded().then(|| SystemHold {
+        hold,
+        link: object.link.clone(),
+    })
+}
+
+/// A hold on a system's request queue (see [`hold_system_requests`]); dropping it
+/// releases the queue.
+#[must_use = "the hold is released when this guard drops"]
+pub struct SystemHold {
+    hold: u64,
+    link: Link,
+}
+
+impl std::fmt::Debug for SystemHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemHold")
+            .field("hold", &self.hold)
+            .finish()
+    }
+}
+
+impl Drop for SystemHold {
+    fn drop(&mut self) {
+        client().send_and_wait(&self.link, RequestBody::ReleaseHold { hold: self.hold });
+    }
 }

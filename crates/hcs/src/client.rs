@@ -2,19 +2,36 @@
 //! replies and notifications to operations and system handles.
 //!
 //! One process-wide client (like `computecore.dll` in a Windows process) is created on
-//! first use, with the embedded host: `hcs-host` running in this process on the built-in
-//! VMM. Requests go out as [`hcs_host::Request`]s; replies come back through
-//! [`ClientSink`], which records results and queues callbacks on the dispatcher — it never
-//! runs user code itself.
+//! first use, and chooses its host then, once (see [`HostKind`] and `docs/service.md`):
+//!
+//! * the *embedded* host: `hcs-host` running in this process on the built-in VMM, through
+//!   one [`Session`] whose sink is [`ClientSink`];
+//! * the *service* `hcsd`, through a [`Remote`] connection whose reader thread delivers
+//!   the same messages.
+//!
+//! `HCS_HOST=embedded` or `HCS_HOST=service` forces one; otherwise the service is used if
+//! a connect and handshake to [`hcs_wire::socket_path`] succeed, else the embedded host.
+//!
+//! Requests go out as [`hcs_host::Request`]s, each on a [`Link`]: the embedded session,
+//! one connection to the service, or a connection that could not be made. A handle
+//! remembers the link it was made on, so that after the service is lost (HCS-API rule 36)
+//! its requests fail with `HCS_E_SERVICE_DISCONNECT` while new creates and opens go out on
+//! a new connection. Replies come back to [`Client::on_message`], which records results
+//! and queues callbacks on the dispatcher — it never runs user code itself.
 
 use crate::dispatcher::Dispatcher;
 use crate::handle_object::HandleObject;
 use crate::operation::{Operation, Route};
+use crate::remote::{Refusal, Remote, SendError};
 use crate::types::{HcsOperation, HcsProcess, HcsSystem};
-use hcs_host::{Host, HostMessage, MessageSink, Notification, Request, RequestBody, Session};
-use hcs_schema::HResult;
+use hcs_host::{
+    Host, HostMessage, MessageSink, Notification, Reply, Request, RequestBody, Session,
+};
+use hcs_schema::{HResult, ResultError};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -28,6 +45,18 @@ static NEXT_HANDLE: AtomicU64 = AtomicU64::new(FIRST_HANDLE);
 
 pub(crate) fn next_handle() -> u64 {
     NEXT_HANDLE.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The environment variable that chooses the host: `embedded`, `service` or `auto`.
+pub const HOST_ENV: &str = "HCS_HOST";
+
+/// Which host this process's client talks to, chosen once on first use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostKind {
+    /// `hcs-host` inside this process: its compute systems live and die with it.
+    Embedded,
+    /// The service `hcsd`, over its Unix socket.
+    Service,
 }
 
 /// A table of live handles of one kind.
@@ -59,6 +88,37 @@ impl<T> HandleTable<T> {
     pub fn len(&self) -> usize {
         self.map.read().len()
     }
+
+    /// The objects open now.
+    fn snapshot(&self) -> Vec<Arc<T>> {
+        self.map.read().values().cloned().collect()
+    }
+}
+
+/// What a request travels on, and what a handle was made on.
+#[derive(Clone)]
+pub(crate) enum Link {
+    /// The embedded host's session (one per process, never lost).
+    Embedded,
+    /// One connection to the service.
+    Remote(Arc<Remote>),
+    /// No connection could be made: every request through it fails with this.
+    Unavailable(Arc<Refusal>),
+}
+
+impl Link {
+    /// The connection's generation (0 for the embedded host and for no connection).
+    fn generation(&self) -> u64 {
+        match self {
+            Link::Remote(remote) => remote.generation,
+            Link::Embedded | Link::Unavailable(_) => 0,
+        }
+    }
+
+    /// Whether this is connection `remote`.
+    pub fn is(&self, remote: &Remote) -> bool {
+        matches!(self, Link::Remote(r) if std::ptr::eq(Arc::as_ptr(r), remote))
+    }
 }
 
 /// What a reply is for.
@@ -71,6 +131,15 @@ enum Awaiting {
     },
     Sync(Arc<SyncSlot>),
     Nothing,
+}
+
+/// A request sent and not yet answered.
+struct Outstanding {
+    /// The generation of the connection it went out on.
+    connection: u64,
+    /// Its phase, for the error document if the connection is lost.
+    phase: &'static str,
+    awaiting: Awaiting,
 }
 
 /// A synchronous request's reply slot.
@@ -98,16 +167,33 @@ impl SyncSlot {
     }
 }
 
+/// How the client reaches its host.
+enum Transport {
+    Embedded {
+        /// Kept for the life of the process, like the session.
+        _host: Host,
+        session: OnceLock<Session>,
+    },
+    Service(ServiceLink),
+}
+
+/// The service's socket and the current connection to it.
+struct ServiceLink {
+    socket: PathBuf,
+    /// The connection new creates, opens and service calls go out on; replaced once lost.
+    current: Mutex<Option<Arc<Remote>>>,
+    next_generation: AtomicU64,
+}
+
 /// The process's client state.
 pub(crate) struct Client {
     pub operations: HandleTable<Operation>,
     pub systems: HandleTable<HandleObject>,
     pub processes: HandleTable<HandleObject>,
     pub dispatcher: Arc<Dispatcher>,
-    awaiting: Mutex<HashMap<u64, Awaiting>>,
+    awaiting: Mutex<HashMap<u64, Outstanding>>,
     next_request: AtomicU64,
-    session: OnceLock<Session>,
-    pub host: Host,
+    transport: Transport,
 }
 
 struct ClientSink {
@@ -117,49 +203,233 @@ struct ClientSink {
 impl MessageSink for ClientSink {
     fn deliver(&self, message: HostMessage) {
         if let Some(client) = self.client.upgrade() {
-            client.on_message(message);
+            client.on_message(message, Vec::new());
         }
     }
 }
 
 static CLIENT: OnceLock<Arc<Client>> = OnceLock::new();
 
-/// The process-wide client, created with the embedded host on first use.
+/// The process-wide client, created on first use with the host chosen then.
 pub(crate) fn client() -> &'static Arc<Client> {
-    CLIENT.get_or_init(|| Client::new(Host::with_kvm()))
+    CLIENT.get_or_init(Client::choose)
+}
+
+/// What the host setting says.
+enum Choice {
+    Embedded,
+    Service,
+    Auto,
+}
+
+fn host_setting() -> Choice {
+    let Some(value) = std::env::var_os(HOST_ENV) else {
+        return Choice::Auto;
+    };
+    let value = value.to_string_lossy();
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("embedded") {
+        Choice::Embedded
+    } else if value.eq_ignore_ascii_case("service") {
+        Choice::Service
+    } else if value.is_empty() || value.eq_ignore_ascii_case("auto") {
+        Choice::Auto
+    } else {
+        tracing::warn!(
+            value = %value,
+            "{HOST_ENV} is neither 'embedded', 'service' nor 'auto': choosing as for 'auto'"
+        );
+        Choice::Auto
+    }
 }
 
 impl Client {
-    fn new(host: Host) -> Arc<Client> {
-        let client = Arc::new(Client {
+    /// Chooses the host (once per process) and creates the client on it.
+    fn choose() -> Arc<Client> {
+        let socket = hcs_wire::socket_path();
+        match host_setting() {
+            Choice::Embedded => {
+                tracing::info!("{HOST_ENV}=embedded: compute systems run inside this process");
+                Client::embedded(Host::with_kvm())
+            }
+            Choice::Service => {
+                let first = match Remote::connect(&socket, 1) {
+                    Ok(connection) => Some(connection),
+                    Err(refusal) => {
+                        tracing::warn!(
+                            code = %refusal.result,
+                            "{HOST_ENV}=service, but {}",
+                            refusal.message
+                        );
+                        None
+                    }
+                };
+                tracing::info!(socket = %socket.display(), "{HOST_ENV}=service: using hcsd");
+                Client::service(socket, first)
+            }
+            Choice::Auto => match Remote::connect(&socket, 1) {
+                Ok(connection) => {
+                    tracing::info!(socket = %socket.display(), "using the service hcsd");
+                    Client::service(socket, Some(connection))
+                }
+                Err(refusal) => {
+                    tracing::debug!(
+                        reason = %refusal.message,
+                        "no service: compute systems run inside this process"
+                    );
+                    tracing::info!("using the embedded host (no hcsd answers)");
+                    Client::embedded(Host::with_kvm())
+                }
+            },
+        }
+    }
+
+    fn with_transport(transport: Transport) -> Client {
+        Client {
             operations: HandleTable::new(),
             systems: HandleTable::new(),
             processes: HandleTable::new(),
             dispatcher: Arc::new(Dispatcher::new()),
             awaiting: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
+            transport,
+        }
+    }
+
+    fn embedded(host: Host) -> Arc<Client> {
+        let client = Arc::new(Client::with_transport(Transport::Embedded {
+            _host: host.clone(),
             session: OnceLock::new(),
-            host: host.clone(),
-        });
+        }));
         let sink = Arc::new(ClientSink {
             client: Arc::downgrade(&client),
         });
-        let _ = client.session.set(host.open_session(sink));
+        if let Transport::Embedded { session, .. } = &client.transport {
+            let _ = session.set(host.open_session(sink));
+        }
         client
     }
 
-    fn send(&self, awaiting: Awaiting, body: RequestBody) -> u64 {
+    fn service(socket: PathBuf, first: Option<(Remote, hcs_wire::FrameReader)>) -> Arc<Client> {
+        let client = Arc::new(Client::with_transport(Transport::Service(ServiceLink {
+            socket,
+            current: Mutex::new(None),
+            next_generation: AtomicU64::new(2),
+        })));
+        if let (Some((remote, reader)), Transport::Service(link)) = (first, &client.transport) {
+            let remote = Arc::new(remote);
+            match remote.start_reader(reader, Arc::downgrade(&client)) {
+                Ok(()) => *link.current.lock() = Some(remote),
+                Err(error) => tracing::warn!("no thread to read the service's messages: {error}"),
+            }
+        }
+        client
+    }
+
+    /// The host this client talks to.
+    pub fn kind(&self) -> HostKind {
+        match self.transport {
+            Transport::Embedded { .. } => HostKind::Embedded,
+            Transport::Service(_) => HostKind::Service,
+        }
+    }
+
+    /// The link for a request that does not go through an existing handle (create, open,
+    /// enumerate, service calls): the service's current connection, or a new one if there
+    /// is none or it was lost.
+    pub fn new_link(self: &Arc<Self>) -> Link {
+        let link = match &self.transport {
+            Transport::Embedded { .. } => return Link::Embedded,
+            Transport::Service(link) => link,
+        };
+        let mut current = link.current.lock();
+        if let Some(remote) = current.as_ref().filter(|r| !r.is_lost()) {
+            return Link::Remote(Arc::clone(remote));
+        }
+        let generation = link.next_generation.fetch_add(1, Ordering::Relaxed);
+        match Remote::connect(&link.socket, generation) {
+            Ok((remote, reader)) => {
+                let remote = Arc::new(remote);
+                if let Err(error) = remote.start_reader(reader, Arc::downgrade(self)) {
+                    return Link::Unavailable(Arc::new(Refusal {
+                        result: HResult::E_OUTOFMEMORY,
+                        message: format!("no thread to read the service's messages: {error}"),
+                    }));
+                }
+                tracing::info!(
+                    socket = %link.socket.display(),
+                    generation,
+                    "connected to the service hcsd"
+                );
+                *current = Some(Arc::clone(&remote));
+                Link::Remote(remote)
+            }
+            Err(refusal) => {
+                tracing::debug!(code = %refusal.result, "{}", refusal.message);
+                Link::Unavailable(Arc::new(refusal))
+            }
+        }
+    }
+
+    fn send(&self, link: &Link, awaiting: Awaiting, body: RequestBody) -> u64 {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        self.awaiting.lock().insert(id, awaiting);
+        let phase = phase(&body);
+        self.awaiting.lock().insert(
+            id,
+            Outstanding {
+                connection: link.generation(),
+                phase,
+                awaiting,
+            },
+        );
         // No lock of ours is held here: the host may answer from inside `send`.
-        if let Some(session) = self.session.get() {
-            session.send(Request { id, body });
+        match link {
+            Link::Embedded => {
+                if let Transport::Embedded { session, .. } = &self.transport {
+                    if let Some(session) = session.get() {
+                        session.send(Request { id, body });
+                    }
+                }
+            }
+            Link::Remote(remote) => match remote.send(Request { id, body }) {
+                Ok(()) => {}
+                Err(SendError::Lost(reason)) => {
+                    // Whoever takes the request out of `awaiting` completes it: this
+                    // call, or the loss handling that sweeps the connection's requests.
+                    self.connection_lost(remote, reason.clone());
+                    let message = remote.disconnect_message(&reason);
+                    self.fail(id, HResult::HCS_E_SERVICE_DISCONNECT, &message, phase);
+                }
+                Err(SendError::Refused(refusal)) => {
+                    self.fail(id, refusal.result, &refusal.message, phase)
+                }
+            },
+            Link::Unavailable(refusal) => self.fail(id, refusal.result, &refusal.message, phase),
         }
         id
     }
 
+    /// Answers request `id` with a failure made here, as the host would have.
+    fn fail(&self, id: u64, result: HResult, message: &str, phase: &str) {
+        let document = ResultError::from_failure(result, message, phase).to_json();
+        self.on_message(
+            HostMessage::Reply(Reply {
+                id,
+                result,
+                document: Some(document),
+            }),
+            Vec::new(),
+        );
+    }
+
     /// Sends a request tracked by an armed operation.
-    pub fn send_for_operation(&self, op: Arc<Operation>, generation: u64, body: RequestBody) {
+    pub fn send_for_operation(
+        &self,
+        link: &Link,
+        op: Arc<Operation>,
+        generation: u64,
+        body: RequestBody,
+    ) {
         let new_process = match &body {
             RequestBody::System {
                 request: hcs_host::SystemRequest::CreateProcess { process, .. },
@@ -168,6 +438,7 @@ impl Client {
             _ => None,
         };
         self.send(
+            link,
             Awaiting::Operation {
                 op,
                 generation,
@@ -178,38 +449,24 @@ impl Client {
     }
 
     /// Sends a request and blocks for its reply.
-    pub fn send_and_wait(&self, body: RequestBody) -> (HResult, Option<String>) {
+    pub fn send_and_wait(&self, link: &Link, body: RequestBody) -> (HResult, Option<String>) {
         let slot = SyncSlot::new();
-        self.send(Awaiting::Sync(Arc::clone(&slot)), body);
+        self.send(link, Awaiting::Sync(Arc::clone(&slot)), body);
         slot.wait()
     }
 
     /// Sends a request whose reply nobody waits for.
-    pub fn send_and_forget(&self, body: RequestBody) {
-        self.send(Awaiting::Nothing, body);
+    pub fn send_and_forget(&self, link: &Link, body: RequestBody) {
+        self.send(link, Awaiting::Nothing, body);
     }
 
-    fn on_message(&self, message: HostMessage) {
+    /// Takes one message from the host. `fds` are the descriptors that came with it from
+    /// the service: the std handles of a process create's reply, closed for any other.
+    pub(crate) fn on_message(&self, message: HostMessage, fds: Vec<OwnedFd>) {
         match message {
             HostMessage::Reply(reply) => {
                 let awaiting = self.awaiting.lock().remove(&reply.id);
-                match awaiting {
-                    Some(Awaiting::Operation {
-                        op,
-                        generation,
-                        new_process,
-                    }) => {
-                        if let (Some(process), true) = (new_process, reply.result.succeeded()) {
-                            self.receive_std_handles(process, reply.document.as_deref());
-                        }
-                        self.complete(&op, generation, reply.result, reply.document)
-                    }
-                    Some(Awaiting::Sync(slot)) => {
-                        *slot.reply.lock() = Some((reply.result, reply.document));
-                        slot.ready.notify_all();
-                    }
-                    Some(Awaiting::Nothing) | None => {}
-                }
+                self.answer(awaiting.map(|o| o.awaiting), reply, fds);
             }
             HostMessage::Notification(Notification::SystemExited { handle, status }) => {
                 if let Some(system) = self.systems.get(handle) {
@@ -221,6 +478,78 @@ impl Client {
                     process.exited(&self.dispatcher, status);
                 }
             }
+        }
+    }
+
+    /// Hands a reply to what was waiting for it.
+    fn answer(&self, awaiting: Option<Awaiting>, reply: Reply, fds: Vec<OwnedFd>) {
+        match awaiting {
+            Some(Awaiting::Operation {
+                op,
+                generation,
+                new_process,
+            }) => {
+                let mut document = reply.document;
+                if let Some(process) = new_process {
+                    if !fds.is_empty() {
+                        document = document.map(|d| hcs_wire::std_handles::put(&d, fds));
+                    }
+                    if reply.result.succeeded() {
+                        self.receive_std_handles(process, document.as_deref());
+                    }
+                }
+                self.complete(&op, generation, reply.result, document)
+            }
+            Some(Awaiting::Sync(slot)) => {
+                *slot.reply.lock() = Some((reply.result, reply.document));
+                slot.ready.notify_all();
+            }
+            Some(Awaiting::Nothing) | None => {}
+        }
+    }
+
+    /// The service connection `remote` is gone (HCS-API rule 36): every request awaiting
+    /// a reply on it completes with `HCS_E_SERVICE_DISCONNECT`, and every handle made on it
+    /// that has an event callback gets one `HcsEventServiceDisconnect`. Its handles stay
+    /// valid to close; their other requests fail at once from now on.
+    pub(crate) fn connection_lost(&self, remote: &Remote, reason: String) {
+        if !remote.mark_lost(&reason) {
+            return;
+        }
+        tracing::warn!(
+            socket = %remote.socket.display(),
+            generation = remote.generation,
+            "lost the connection to the service: {reason}"
+        );
+        let message = remote.disconnect_message(&reason);
+        let swept: Vec<(u64, Outstanding)> = {
+            let mut awaiting = self.awaiting.lock();
+            let ids: Vec<u64> = awaiting
+                .iter()
+                .filter(|(_, o)| o.connection == remote.generation)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| awaiting.remove(&id).map(|o| (id, o)))
+                .collect()
+        };
+        for (id, outstanding) in swept {
+            let result = HResult::HCS_E_SERVICE_DISCONNECT;
+            let document = ResultError::from_failure(result, &message, outstanding.phase).to_json();
+            let reply = Reply {
+                id,
+                result,
+                document: Some(document),
+            };
+            self.answer(Some(outstanding.awaiting), reply, Vec::new());
+        }
+        let handles = self
+            .systems
+            .snapshot()
+            .into_iter()
+            .chain(self.processes.snapshot());
+        for handle in handles.filter(|h| h.link.is(remote)) {
+            handle.service_disconnected(&self.dispatcher);
         }
     }
 
@@ -283,5 +612,25 @@ impl Client {
             return None;
         }
         self.processes.get(handle.0)
+    }
+}
+
+/// The phase a request's error document names.
+fn phase(body: &RequestBody) -> &'static str {
+    match body {
+        RequestBody::CreateSystem { .. } => "Construct",
+        RequestBody::OpenSystem { .. } => "Open",
+        RequestBody::CloseSystem { .. } => "Close",
+        RequestBody::Enumerate { .. } => "Enumerate",
+        RequestBody::System { request, .. } => request.phase(),
+        RequestBody::OpenProcess { .. } => "OpenProcess",
+        RequestBody::CloseProcess { .. } => "CloseProcess",
+        RequestBody::Process { request, .. } => request.phase(),
+        RequestBody::GetServiceProperties { .. } => "GetServiceProperties",
+        RequestBody::ModifyServiceSettings { .. } => "ModifyServiceSettings",
+        RequestBody::SubmitWerReport { .. } => "SubmitWerReport",
+        RequestBody::HoldSystem { .. } => "HoldSystem",
+        RequestBody::ReleaseHold { .. } => "ReleaseHold",
+        RequestBody::LiveCounts => "LiveCounts",
     }
 }

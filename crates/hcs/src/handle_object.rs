@@ -6,16 +6,23 @@
 //! completions under `HcsEventOptionEnableOperationCallbacks`, one exit event, exit waits.
 //! They differ only in the exit event's type.
 //!
+//! A handle remembers the link (embedded session or service connection) it was made on.
+//! When that connection is lost (HCS-API rule 36) the handle gets one
+//! `HcsEventServiceDisconnect` event and its exit waits end with
+//! `HCS_E_SERVICE_DISCONNECT`; it stays valid to close.
+//!
 //! Events of one handle are delivered one at a time and in order, on dispatcher threads
 //! (HCS-API §4.2 item 9, rule 56); closing the handle waits for a callback of it running on
 //! another thread, and none runs after the close returns (rule 29).
 
+use crate::client::Link;
 use crate::dispatcher::Dispatcher;
 use crate::operation::Operation;
 use crate::types::{event_options, Context, Event, EventCallback, EventType};
 use hcs_schema::HResult;
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -45,6 +52,10 @@ pub(crate) struct HandleObject {
     pub handle: u64,
     /// The compute system's id (for a process, its system's).
     pub id: String,
+    /// What the handle was made on; its requests go there.
+    pub link: Link,
+    /// The service connection it was made on is gone.
+    disconnected: AtomicBool,
     /// `SystemExited` or `ProcessExited`.
     exit_event: EventType,
     events: Mutex<Events>,
@@ -57,19 +68,21 @@ pub(crate) struct HandleObject {
 
 impl HandleObject {
     /// A compute-system handle.
-    pub fn system(handle: u64, id: String) -> HandleObject {
-        HandleObject::new(handle, id, EventType::SystemExited)
+    pub fn system(handle: u64, id: String, link: Link) -> HandleObject {
+        HandleObject::new(handle, id, link, EventType::SystemExited)
     }
 
     /// A process handle in compute system `id`.
-    pub fn process(handle: u64, id: String) -> HandleObject {
-        HandleObject::new(handle, id, EventType::ProcessExited)
+    pub fn process(handle: u64, id: String, link: Link) -> HandleObject {
+        HandleObject::new(handle, id, link, EventType::ProcessExited)
     }
 
-    fn new(handle: u64, id: String, exit_event: EventType) -> HandleObject {
+    fn new(handle: u64, id: String, link: Link, exit_event: EventType) -> HandleObject {
         HandleObject {
             handle,
             id,
+            link,
+            disconnected: AtomicBool::new(false),
             exit_event,
             events: Mutex::new(Events {
                 callback: None,
@@ -168,8 +181,30 @@ impl HandleObject {
         }
     }
 
+    /// The service connection this handle was made on is lost (rule 36): exit waiters
+    /// give up, and the event callback, if any, gets one `ServiceDisconnect` event.
+    pub fn service_disconnected(self: &Arc<Self>, dispatcher: &Arc<Dispatcher>) {
+        if self.disconnected.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        {
+            let _guard = self.exit.lock();
+            self.exited.notify_all();
+        }
+        let mut events = self.events.lock();
+        if events.callback.is_some() && !events.closed {
+            events.queue.push_back(Event {
+                event_type: EventType::ServiceDisconnect,
+                event_data: None,
+                operation: None,
+            });
+            self.schedule(&mut events, dispatcher);
+        }
+    }
+
     /// `HcsWaitForComputeSystemExit` / `HcsWaitForProcessExit` (rule 30): a latched
-    /// broadcast.
+    /// broadcast. After the service is lost, a wait without an exit ends with
+    /// `HCS_E_SERVICE_DISCONNECT` (rule 36).
     pub fn wait_for_exit(&self, timeout: Option<Duration>) -> (HResult, Option<String>) {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut exit = self.exit.lock();
@@ -179,6 +214,9 @@ impl HandleObject {
             }
             if self.events.lock().closed {
                 return (HResult::E_HANDLE, None);
+            }
+            if self.disconnected.load(Ordering::SeqCst) {
+                return (HResult::HCS_E_SERVICE_DISCONNECT, None);
             }
             match deadline {
                 None => self.exited.wait(&mut exit),

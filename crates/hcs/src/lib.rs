@@ -32,8 +32,23 @@
 //! # Ok::<(), hcs::Error>(())
 //! ```
 //!
-//! Compute systems live in the embedded host (`hcs-host` in this process, on the built-in
-//! VMM) until the service exists.
+//! # Choosing the host
+//!
+//! Compute systems live in a host, chosen once per process on first use
+//! ([`api::host_kind`]):
+//!
+//! * the service `hcsd`, over its Unix socket (`$HCS_SOCKET`, else `/run/hcs/hcsd.sock`):
+//!   systems outlive this process and are shared with other clients;
+//! * the embedded host: `hcs-host` inside this process, on the built-in VMM and QEMU:
+//!   systems live and die with this process.
+//!
+//! `HCS_HOST=service` or `HCS_HOST=embedded` forces one (with `service` and no answering
+//! hcsd, every call fails with `HCS_E_SERVICE_NOT_AVAILABLE`); unset or `auto`, the client
+//! uses the service if a connect and handshake succeed, else the embedded host. Both carry
+//! the same messages, so everything here behaves alike on either. When the service's
+//! connection is lost, pending operations complete with `HCS_E_SERVICE_DISCONNECT`, event
+//! callbacks get `ServiceDisconnect`, the old handles can only be closed, and the next
+//! create or open reconnects (HCS-API rule 36). `docs/service.md` tells more.
 
 pub mod api;
 mod client;
@@ -44,6 +59,7 @@ mod idiomatic;
 mod operation;
 mod operation_info;
 mod process;
+mod remote;
 mod state_files;
 mod std_handles;
 mod sync;
