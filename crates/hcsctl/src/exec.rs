@@ -1,18 +1,24 @@
-//! `hcsctl run DOC.json -- CMD ARGS...` and `hcsctl run DOC.json --console`: boot a Linux
-//! guest, use it from this terminal, tear it down (like `docker run --rm`).
+//! Using a guest from this terminal: a command with our stdio, or a serial console.
+//!
+//! `hcsctl run DOC.json -- CMD` and `hcsctl run DOC.json --console` boot a throw-away VM
+//! (like `docker run --rm`); `hcsctl exec ID -- CMD` and `hcsctl console ID` use a system
+//! that already runs and leave it running. Both pairs share the relays below.
 //!
 //! ```text
-//!  create ──> start (waits for the guest agent) ──> HcsCreateProcess(CMD, 3 pipes)
+//!  relay:  HcsCreateProcess(CMD, pipes or a pty)
 //!     our stdin ──> process stdin      process stdout ──> our stdout
 //!                                      process stderr ──> our stderr
-//!  ProcessExited ──> drain stdout/stderr ──> terminate the VM ──> exit with CMD's code
-//!  first SIGINT/SIGTERM ──> forwarded to CMD; the second ──> terminate the VM (exit 130)
+//!  ProcessExited ──> drain stdout/stderr ──> CMD's exit code
+//!  first SIGINT/SIGTERM ──> forwarded to CMD; the second ──> CMD killed (exit 130)
+//!
+//!  attach: the ComPort's Unix socket <──> our stdin/stdout, until the system exits
 //! ```
 //!
-//! `--console` instead connects this terminal to the guest's first serial port (COM1,
-//! ttyS0: the kernel console with `console=ttyS0`) until the VM exits; Ctrl-C terminates it.
+//! `--console` of `run` connects to the guest's first serial port (COM1, ttyS0: the kernel
+//! console with `console=ttyS0`) before the start, so that no boot message is lost.
 
-use crate::{read_document, CliError, RunArgs};
+use crate::terminal::RawMode;
+use crate::{read_document, CliError, ConsoleArgs, ExecArgs, RunArgs};
 use hcs::{ComputeSystem, HResult};
 use serde_json::{json, Value};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -26,11 +32,18 @@ use std::time::Duration;
 /// How long tearing the VM down may take.
 const TEARDOWN: Duration = Duration::from_secs(30);
 
+/// How often the wait loops look at signals.
+const TICK: Duration = Duration::from_millis(100);
+
 /// Progress on stderr, only for a person at a terminal (never mixed into piped output).
 fn progress(text: &str) {
     if std::io::stderr().is_terminal() {
         eprintln!("hcsctl: {text}");
     }
+}
+
+fn thread_error(e: std::io::Error) -> CliError {
+    CliError::Setup(format!("cannot start a thread: {e}"))
 }
 
 fn system_id(args: &RunArgs) -> String {
@@ -39,29 +52,75 @@ fn system_id(args: &RunArgs) -> String {
         .unwrap_or_else(|| crate::run::default_id(&args.document))
 }
 
+/// `--json` makes no sense where the output is the guest's own bytes.
+fn refuse_json(json: bool, what: &str) -> Result<(), CliError> {
+    if json {
+        return Err(CliError::Usage(format!(
+            "--json does not apply to {what}: its output is the guest's"
+        )));
+    }
+    Ok(())
+}
+
 /// `hcsctl run DOC -- CMD ARGS...`: returns CMD's exit code (its low 8 bits).
-pub(crate) fn run_command(args: &RunArgs) -> Result<u8, CliError> {
+pub(crate) fn run_command(args: &RunArgs, json: bool) -> Result<u8, CliError> {
+    refuse_json(json, "run -- CMD")?;
     let text = read_document(&args.document)?;
     let id = system_id(args);
     let signals = Signals::watch()?;
     progress(&format!("booting {id} ..."));
     let system = ComputeSystem::create(&id, &text).wait()?;
-    let outcome = run_in(&system, &args.command, &signals);
+    let outcome = system
+        .start()
+        .wait()
+        .map_err(CliError::from)
+        .and_then(|()| relay(&system, &args.command, false, &signals));
+    if matches!(outcome, Ok(130)) {
+        progress("terminating the VM");
+    }
     let _ = system.terminate().wait_timeout(TEARDOWN);
     outcome
 }
 
-fn run_in(system: &ComputeSystem, command: &[String], signals: &Signals) -> Result<u8, CliError> {
-    system.start().wait()?;
-    let parameters = json!({
+/// `hcsctl exec ID [--tty] -- CMD ARGS...`: returns CMD's exit code; the system runs on.
+pub(crate) fn exec(args: &ExecArgs) -> Result<u8, CliError> {
+    let signals = Signals::watch()?;
+    let system = ComputeSystem::open(&args.id)?;
+    relay(&system, &args.command, args.tty, &signals)
+}
+
+/// The `ProcessParameters` of a relayed command: our `TERM`, three pipes, or with `tty` a
+/// terminal of our terminal's size (its stderr is the terminal).
+fn process_parameters(command: &[String], tty: bool) -> Value {
+    let mut parameters = json!({
         "CommandArgs": command,
         "WorkingDirectory": "/",
         "Environment": {"TERM": std::env::var("TERM").unwrap_or_else(|_| "dumb".into())},
         "CreateStdInPipe": true,
         "CreateStdOutPipe": true,
-        "CreateStdErrPipe": true,
+        "CreateStdErrPipe": !tty,
     });
+    if tty {
+        parameters["EmulateConsole"] = json!(true);
+        if let Some((rows, cols)) = crate::terminal::size() {
+            parameters["ConsoleSize"] = json!([rows, cols]);
+        }
+    }
+    parameters
+}
+
+/// Runs `command` in `system` with this terminal's stdio; returns its exit code (its low 8
+/// bits), or 130 after a second signal killed it.
+fn relay(
+    system: &ComputeSystem,
+    command: &[String],
+    tty: bool,
+    signals: &Signals,
+) -> Result<u8, CliError> {
+    let parameters = process_parameters(command, tty);
     let mut process = system.create_process(&parameters.to_string())?;
+    // Raw only once the process exists; restored when this function returns.
+    let _raw = if tty { RawMode::enter() } else { None };
     let stdin = process.take_stdin();
     let stdout = process.take_stdout();
     let stderr = process.take_stderr();
@@ -73,7 +132,7 @@ fn run_in(system: &ComputeSystem, command: &[String], signals: &Signals) -> Resu
                 let _ = std::io::copy(&mut std::io::stdin().lock(), &mut to_guest);
                 // Dropping `to_guest` gives the guest process EOF.
             })
-            .map_err(|e| CliError::Setup(format!("cannot start a thread: {e}")))?;
+            .map_err(thread_error)?;
     }
     let copy_out = |from: Option<std::fs::File>, to_stderr: bool| {
         std::thread::Builder::new()
@@ -81,20 +140,18 @@ fn run_in(system: &ComputeSystem, command: &[String], signals: &Signals) -> Resu
             .spawn(move || {
                 if let Some(mut from) = from {
                     let _ = if to_stderr {
-                        std::io::copy(&mut from, &mut std::io::stderr().lock())
+                        std::io::copy(&mut from, &mut std::io::stderr().lock()).map(|_| ())
                     } else {
-                        std::io::copy(&mut from, &mut std::io::stdout().lock())
+                        copy_flushing(&mut from, &mut std::io::stdout())
                     };
                 }
             })
     };
-    let out = copy_out(stdout, false)
-        .map_err(|e| CliError::Setup(format!("cannot start a thread: {e}")))?;
-    let err = copy_out(stderr, true)
-        .map_err(|e| CliError::Setup(format!("cannot start a thread: {e}")))?;
+    let out = copy_out(stdout, false).map_err(thread_error)?;
+    let err = copy_out(stderr, true).map_err(thread_error)?;
     // Wait for the exit, forwarding the first signal to the process.
     let code = loop {
-        match process.wait_for_exit_code(Some(Duration::from_millis(100))) {
+        match process.wait_for_exit_code(Some(TICK)) {
             Ok(code) => break code,
             Err(e) if e.hresult == HResult::HCS_E_OPERATION_TIMEOUT => {}
             Err(e) => return Err(e.into()),
@@ -106,7 +163,7 @@ fn run_in(system: &ComputeSystem, command: &[String], signals: &Signals) -> Resu
                     .wait();
             }
             Some(_) => {
-                progress("terminating the VM");
+                let _ = process.terminate().wait_timeout(TEARDOWN);
                 return Ok(130);
             }
             None => {}
@@ -119,8 +176,23 @@ fn run_in(system: &ComputeSystem, command: &[String], signals: &Signals) -> Resu
     Ok((code & 0xff) as u8)
 }
 
+/// Copies to stdout, flushing after every read (a terminal program's prompt has no newline).
+fn copy_flushing(from: &mut impl Read, to: &mut std::io::Stdout) -> std::io::Result<()> {
+    let mut buffer = [0u8; 8192];
+    loop {
+        let n = from.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut out = to.lock();
+        out.write_all(&buffer[..n])?;
+        out.flush()?;
+    }
+}
+
 /// `hcsctl run DOC --console`: the serial console of COM1 on this terminal.
-pub(crate) fn console(args: &RunArgs) -> Result<u8, CliError> {
+pub(crate) fn run_console(args: &RunArgs, json: bool) -> Result<u8, CliError> {
+    refuse_json(json, "run --console")?;
     let text = read_document(&args.document)?;
     let id = system_id(args);
     let (document, socket) = with_console_port(&text, &id)?;
@@ -130,25 +202,108 @@ pub(crate) fn console(args: &RunArgs) -> Result<u8, CliError> {
         let _ = std::fs::create_dir_all(dir);
     }
     // Attach before the start so that no boot message is lost.
-    let stream = UnixStream::connect(&socket).map_err(|e| {
-        CliError::Setup(format!(
-            "cannot attach to the console at {}: {e}",
-            socket.display()
-        ))
-    })?;
+    let stream = match UnixStream::connect(&socket) {
+        Ok(stream) => stream,
+        Err(e) => {
+            let _ = system.terminate().wait_timeout(TEARDOWN);
+            return Err(CliError::Setup(format!(
+                "cannot attach to the console at {}: {e}",
+                socket.display()
+            )));
+        }
+    };
     progress(&format!(
         "console of {id} on {} (Ctrl-C terminates the VM)",
         socket.display()
     ));
+    attach(stream)?;
+    let started = system.start().wait();
+    if let Err(error) = started {
+        let _ = system.terminate().wait_timeout(TEARDOWN);
+        return Err(error.into());
+    }
+    match watch_exit(&system, &signals)? {
+        Some(code) => Ok(code),
+        None => {
+            let _ = system.terminate().wait_timeout(TEARDOWN);
+            Ok(130)
+        }
+    }
+}
+
+/// `hcsctl console ID`: this terminal on a running system's serial port until the system
+/// exits (0, or 1 after an unexpected exit) or a signal detaches it (0).
+pub(crate) fn console(args: &ConsoleArgs) -> Result<u8, CliError> {
+    let signals = Signals::watch()?;
+    let system = ComputeSystem::open(&args.id)?;
+    let pipe = args
+        .pipe
+        .clone()
+        .unwrap_or_else(|| format!("{}-com{}", args.id, u32::from(args.port) + 1));
+    let candidates = console_sockets(&pipe)?;
+    let mut failures = Vec::new();
+    let mut attached = None;
+    for socket in &candidates {
+        match UnixStream::connect(socket) {
+            Ok(stream) => {
+                attached = Some((stream, socket));
+                break;
+            }
+            Err(e) => failures.push(format!("{}: {e}", socket.display())),
+        }
+    }
+    let Some((stream, socket)) = attached else {
+        return Err(CliError::Setup(format!(
+            "cannot attach to the console of {} (pipe {pipe:?}; is it the NamedPipe of a \
+             ComPort in its document? see --pipe): {}",
+            args.id,
+            failures.join("; ")
+        )));
+    };
+    progress(&format!(
+        "console of {} on {} (Ctrl-C detaches; the system keeps running)",
+        args.id,
+        socket.display()
+    ));
+    attach(stream)?;
+    Ok(watch_exit(&system, &signals)?.unwrap_or(0))
+}
+
+/// The sockets that may serve the pipe `pipe`: an absolute path as it is; a pipe name
+/// (`NAME` or `\\.\pipe\NAME`) in this user's runtime directory, then in the service's
+/// `/run/hcs` (where a root hcsd puts it).
+fn console_sockets(pipe: &str) -> Result<Vec<PathBuf>, CliError> {
+    let named = if pipe.starts_with('/') || pipe.starts_with(r"\\.\pipe\") {
+        pipe.to_owned()
+    } else {
+        format!(r"\\.\pipe\{pipe}")
+    };
+    let socket = hcs_host::paths::com_port_socket(&named)
+        .map_err(|reason| CliError::Usage(format!("--pipe: {reason}")))?
+        .ok_or_else(|| CliError::Usage("--pipe: empty".into()))?;
+    let mut candidates = vec![socket.clone()];
+    if !pipe.starts_with('/') {
+        if let Some(name) = socket.file_name() {
+            let service = PathBuf::from("/run/hcs/pipe").join(name);
+            if service != socket {
+                candidates.push(service);
+            }
+        }
+    }
+    Ok(candidates)
+}
+
+/// Relays a console socket and this terminal, on two detached threads.
+fn attach(stream: UnixStream) -> Result<(), CliError> {
     let mut from_guest = stream
         .try_clone()
         .map_err(|e| CliError::Setup(format!("console: {e}")))?;
     std::thread::Builder::new()
         .name("hcsctl-console-out".into())
         .spawn(move || {
-            let _ = std::io::copy(&mut from_guest, &mut std::io::stdout().lock());
+            let _ = copy_flushing(&mut from_guest, &mut std::io::stdout());
         })
-        .map_err(|e| CliError::Setup(format!("cannot start a thread: {e}")))?;
+        .map_err(thread_error)?;
     let mut to_guest = stream;
     std::thread::Builder::new()
         .name("hcsctl-console-in".into())
@@ -161,27 +316,27 @@ pub(crate) fn console(args: &RunArgs) -> Result<u8, CliError> {
                 }
             }
         })
-        .map_err(|e| CliError::Setup(format!("cannot start a thread: {e}")))?;
-    let started = system.start().wait();
-    if let Err(error) = started {
-        let _ = system.terminate().wait_timeout(TEARDOWN);
-        return Err(error.into());
-    }
+        .map_err(thread_error)?;
+    Ok(())
+}
+
+/// Waits for the system's exit: `Some(0)` after a graceful or forced one, `Some(1)` after
+/// any other, `None` when a signal came first.
+fn watch_exit(system: &ComputeSystem, signals: &Signals) -> Result<Option<u8>, CliError> {
     loop {
-        match system.wait_for_exit(Some(Duration::from_millis(100))) {
+        match system.wait_for_exit(Some(TICK)) {
             Ok(status) => {
                 let status: Value = serde_json::from_str(&status).unwrap_or_default();
-                return Ok(match status["ExitType"].as_str() {
+                return Ok(Some(match status["ExitType"].as_str() {
                     Some("GracefulExit" | "ForcedExit") => 0,
                     _ => 1,
-                });
+                }));
             }
             Err(e) if e.hresult == HResult::HCS_E_OPERATION_TIMEOUT => {}
             Err(e) => return Err(e.into()),
         }
         if signals.take().is_some() {
-            let _ = system.terminate().wait_timeout(TEARDOWN);
-            return Ok(130);
+            return Ok(None);
         }
     }
 }
@@ -212,14 +367,15 @@ fn with_console_port(text: &str, id: &str) -> Result<(String, PathBuf), CliError
 }
 
 /// SIGINT and SIGTERM, counted, so that the wait loops can react between waits.
-struct Signals {
+pub(crate) struct Signals {
     last: Arc<std::sync::atomic::AtomicI32>,
     seen: Arc<std::sync::atomic::AtomicUsize>,
     fresh: Arc<AtomicBool>,
 }
 
 impl Signals {
-    fn watch() -> Result<Signals, CliError> {
+    /// Catches SIGINT and SIGTERM from now on (they no longer end the process).
+    pub(crate) fn watch() -> Result<Signals, CliError> {
         let signals = Signals {
             last: Arc::default(),
             seen: Arc::default(),
@@ -241,19 +397,46 @@ impl Signals {
                     fresh.store(true, Ordering::SeqCst);
                 }
             })
-            .map_err(|e| CliError::Setup(format!("cannot start a thread: {e}")))?;
+            .map_err(thread_error)?;
         Ok(signals)
     }
 
     /// The last signal if one arrived since the previous call.
-    fn take(&self) -> Option<i32> {
+    pub(crate) fn take(&self) -> Option<i32> {
         self.fresh
             .swap(false, Ordering::SeqCst)
             .then(|| self.last.load(Ordering::SeqCst))
     }
 
     /// How many signals arrived in all.
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.seen.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters() {
+        let command = vec![String::from("uname"), String::from("-a")];
+        let pipes = process_parameters(&command, false);
+        assert_eq!(pipes["CommandArgs"], json!(["uname", "-a"]));
+        assert_eq!(pipes["CreateStdErrPipe"], true);
+        assert!(pipes.get("EmulateConsole").is_none());
+        let tty = process_parameters(&command, true);
+        assert_eq!(tty["EmulateConsole"], true);
+        assert_eq!(tty["CreateStdErrPipe"], false);
+    }
+
+    #[test]
+    fn console_socket_candidates() {
+        let path = console_sockets("/tmp/x.sock").unwrap();
+        assert_eq!(path, vec![PathBuf::from("/tmp/x.sock")]);
+        let named = console_sockets("vm-com1").unwrap();
+        assert_eq!(named[0], hcs_host::paths::pipe_dir().join("vm-com1"));
+        assert_eq!(console_sockets(r"\\.\pipe\vm-com1").unwrap(), named);
+        assert!(matches!(console_sockets("a/b"), Err(CliError::Usage(_))));
     }
 }

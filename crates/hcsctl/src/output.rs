@@ -33,6 +33,17 @@ pub(crate) fn error_line(text: &str) {
     note(&format!("error: {text}"));
 }
 
+/// `{"error":{"hresult":…,"name":…,"message":…}}`, members in that order; `hresult` is
+/// JSON (the signed int32 of HCS documents, or null).
+pub(crate) fn error_json(hresult: &Value, name: &str, message: &str) -> String {
+    let inner = ordered_object(&[
+        ("hresult", hresult.to_string()),
+        ("name", Value::from(name).to_string()),
+        ("message", Value::from(message).to_string()),
+    ]);
+    ordered_object(&[("error", inner)])
+}
+
 /// Prints the event lines of one compute system, as text or JSON.
 #[derive(Debug)]
 pub(crate) struct EventPrinter {

@@ -41,7 +41,7 @@ enum Message {
 const SHORT_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs `hcsctl run`; returns the exit code.
-pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
+pub(crate) fn run(args: &RunArgs, json: bool) -> Result<u8, CliError> {
     let text = read_document(&args.document)?;
     let id = match &args.id {
         Some(id) => id.clone(),
@@ -50,7 +50,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
     let (sender, receiver) = crossbeam_channel::unbounded();
     // Before the create: a Ctrl-C from now on terminates what we made instead of killing us.
     watch_signals(sender.clone())?;
-    let printer = EventPrinter::new(&id, args.json);
+    let printer = EventPrinter::new(&id, json);
 
     let system = ComputeSystem::create(&id, &text).wait()?;
     printer.lifecycle(
@@ -85,7 +85,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         ),
         json!({ "ProcessorCount": vcpus, "MemorySizeInMB": memory_mb }),
     );
-    if !args.json {
+    if !json {
         output::note("running; press Ctrl-C to terminate");
     }
     watch(&system, &printer, &receiver, &sender)

@@ -34,7 +34,7 @@ fn host_limits() -> HostLimits {
 }
 
 /// Runs `hcsctl validate`; returns the exit code (0 valid, 1 invalid).
-pub(crate) fn validate(args: &ValidateArgs) -> Result<u8, CliError> {
+pub(crate) fn validate(args: &ValidateArgs, json: bool) -> Result<u8, CliError> {
     let text = read_document(&args.document)?;
     let host = host_limits();
     let mut notes = Vec::new();
@@ -47,7 +47,7 @@ pub(crate) fn validate(args: &ValidateArgs) -> Result<u8, CliError> {
     }
     let outcome = check(&text, &host.limits);
 
-    if args.json {
+    if json {
         let problems = outcome.as_ref().err().map(Vec::as_slice).unwrap_or(&[]);
         output::line(&output::validation_json(problems, &notes));
     } else {
