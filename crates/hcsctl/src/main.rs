@@ -12,7 +12,6 @@
 //!  hcsctl events ID               ──> events.rs    the event callback of an opened handle
 //!  hcsctl console ID              ──> exec.rs      the serial console of a running system
 //!  hcsctl exec ID -- CMD          ──> exec.rs      a command in a running system
-//!                                      host.rs      which host the `hcs` client talks to
 //!                                      terminal.rs  raw mode and size of this terminal
 //!                                      output.rs    every line the tool prints (human and JSON)
 //! ```
@@ -23,7 +22,6 @@
 
 mod events;
 mod exec;
-mod host;
 mod output;
 mod run;
 mod systems;

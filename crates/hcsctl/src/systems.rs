@@ -14,11 +14,11 @@
 //! document: the host's own where there is one (the enumeration array, `Properties`,
 //! `SystemExitStatus`), else `{"system":…,…}`.
 
-use crate::host::{self, HostKind};
 use crate::output;
 use crate::{
     read_document, CliError, CreateArgs, ListArgs, ModifyArgs, PropertiesArgs, TimeoutArgs,
 };
+use hcs::api::HostKind;
 use hcs::ComputeSystem;
 use hcs_schema::{NotificationType, SystemExitStatus};
 use serde_json::{json, Value};
@@ -119,17 +119,21 @@ pub(crate) fn create(args: &CreateArgs, json: bool) -> Result<u8, CliError> {
              when it ends, and the system is to outlive it",
         );
     }
-    let kind = host::kind();
+    let kind = hcs::api::host_kind();
     if kind == HostKind::Embedded {
         output::note(&format!(
-            "warning: no HCS service (hcsd) at {}: {id} lives in this hcsctl process and ends \
-             with it (start hcsd, or see `hcsctl --help`)",
-            host::socket_path().display()
+            "warning: the host is the embedded one (no hcsd answers at {}, or \
+             HCS_HOST=embedded): {id} lives in this hcsctl process and ends with it",
+            hcs_wire::socket_path().display()
         ));
     }
     let system = ComputeSystem::create(&id, &document).wait()?;
     if json {
-        output::line(&json!({ "system": system.id(), "host": kind.name() }).to_string());
+        let host = match kind {
+            HostKind::Service => "service",
+            HostKind::Embedded => "embedded",
+        };
+        output::line(&json!({ "system": system.id(), "host": host }).to_string());
     } else {
         output::line(system.id());
     }
