@@ -65,7 +65,7 @@ fn refuse_json(json: bool, what: &str) -> Result<(), CliError> {
 /// `hcsctl run DOC -- CMD ARGS...`: returns CMD's exit code (its low 8 bits).
 pub(crate) fn run_command(args: &RunArgs, json: bool) -> Result<u8, CliError> {
     refuse_json(json, "run -- CMD")?;
-    let text = read_document(&args.document)?;
+    let text = crate::document::absolute(&read_document(&args.document)?);
     let id = system_id(args);
     let signals = Signals::watch()?;
     progress(&format!("booting {id} ..."));
@@ -193,7 +193,7 @@ fn copy_flushing(from: &mut impl Read, to: &mut std::io::Stdout) -> std::io::Res
 /// `hcsctl run DOC --console`: the serial console of COM1 on this terminal.
 pub(crate) fn run_console(args: &RunArgs, json: bool) -> Result<u8, CliError> {
     refuse_json(json, "run --console")?;
-    let text = read_document(&args.document)?;
+    let text = crate::document::absolute(&read_document(&args.document)?);
     let id = system_id(args);
     let (document, socket) = with_console_port(&text, &id)?;
     let signals = Signals::watch()?;

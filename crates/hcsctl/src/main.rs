@@ -12,6 +12,8 @@
 //!  hcsctl events ID               ──> events.rs    the event callback of an opened handle
 //!  hcsctl console ID              ──> exec.rs      the serial console of a running system
 //!  hcsctl exec ID -- CMD          ──> exec.rs      a command in a running system
+//!                                      document.rs  relative paths made absolute (the service
+//!                                                   resolves them in its own directory)
 //!                                      terminal.rs  raw mode and size of this terminal
 //!                                      output.rs    every line the tool prints (human and JSON)
 //! ```
@@ -20,6 +22,7 @@
 //! unexpectedly), 2 a usage error or a file that cannot be read; `exec` and `run -- CMD`
 //! exit with the command's own code.
 
+mod document;
 mod events;
 mod exec;
 mod output;

@@ -42,7 +42,7 @@ const SHORT_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs `hcsctl run`; returns the exit code.
 pub(crate) fn run(args: &RunArgs, json: bool) -> Result<u8, CliError> {
-    let text = read_document(&args.document)?;
+    let text = crate::document::absolute(&read_document(&args.document)?);
     let id = match &args.id {
         Some(id) => id.clone(),
         None => default_id(&args.document),

@@ -112,7 +112,7 @@ pub(crate) fn create(args: &CreateArgs, json: bool) -> Result<u8, CliError> {
         .id
         .clone()
         .unwrap_or_else(|| crate::run::default_id(&args.document));
-    let (document, overridden) = outliving(&text);
+    let (document, overridden) = crate::document::for_create(&text);
     if overridden {
         output::note(
             "note: ShouldTerminateOnLastHandleClosed is set to false: hcsctl closes its handle \
@@ -138,19 +138,6 @@ pub(crate) fn create(args: &CreateArgs, json: bool) -> Result<u8, CliError> {
         output::line(system.id());
     }
     Ok(0)
-}
-
-/// The document with `ShouldTerminateOnLastHandleClosed` false, and whether it said true.
-/// A document that is not a JSON object is left as it is, for the host to report.
-fn outliving(text: &str) -> (String, bool) {
-    const MEMBER: &str = "ShouldTerminateOnLastHandleClosed";
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(mut document)) if document.get(MEMBER) == Some(&Value::Bool(true)) => {
-            document.insert(MEMBER.into(), Value::Bool(false));
-            (Value::Object(document).to_string(), true)
-        }
-        _ => (text.to_owned(), false),
-    }
 }
 
 /// The one-call lifecycle verbs.
@@ -339,19 +326,5 @@ mod tests {
         assert_eq!(rows[1], "a   -      Paused   VirtualMachine  -");
         assert_eq!(rows[2], "b   o      Running  VirtualMachine  Linux");
         assert_eq!(table(&[]), vec!["ID  OWNER  STATE  TYPE  RUNTIME"]);
-    }
-
-    #[test]
-    fn created_systems_outlive_their_handle() {
-        let (doc, changed) = outliving(r#"{"Owner":"x","ShouldTerminateOnLastHandleClosed":true}"#);
-        assert!(changed);
-        let doc: Value = serde_json::from_str(&doc).unwrap();
-        assert_eq!(doc["ShouldTerminateOnLastHandleClosed"], false);
-        assert_eq!(doc["Owner"], "x");
-        assert_eq!(
-            outliving("{\"Owner\":\"x\"}"),
-            ("{\"Owner\":\"x\"}".into(), false)
-        );
-        assert_eq!(outliving("not json"), ("not json".into(), false));
     }
 }
