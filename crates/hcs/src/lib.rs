@@ -12,8 +12,9 @@
 //!    callback are refused with `HCS_E_OPERATION_SYSTEM_CALLBACK_ALREADY_SET`).
 //!
 //! ```text
-//!  your code ──> api / ComputeSystem ──> Client ──Request──> hcs-host (embedded) ──> KVM
-//!      ^                                   │  <──Reply / Notification──┘
+//!  your code ──> api / ComputeSystem ──> Client ──Request──> hcs-host (embedded) ──> VMs
+//!      ^                                   │    or ──socket──> hcsd (the service) ──> VMs
+//!      │                                   │  <──Reply / Notification──┘
 //!      └──── callbacks on dispatcher threads (never under our locks)
 //! ```
 //!
