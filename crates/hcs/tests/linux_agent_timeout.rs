@@ -2,6 +2,9 @@
 //! after the host's guest-connect timeout (shortened here through
 //! `HCS_GUEST_CONNECT_TIMEOUT_MS`), never hangs, and leaves nothing running. Its own test
 //! binary, because the timeout is a process-wide setting.
+//!
+//! The timeout is read by the host's process, so this test always uses the embedded host
+//! (`HCS_HOST=embedded`): a service reads its own environment, not this test's.
 
 mod common;
 mod linux;
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn an_agent_that_never_connects_fails_the_start_with_connection_timeout() {
     std::env::set_var("HCS_GUEST_CONNECT_TIMEOUT_MS", "4000");
+    std::env::set_var("HCS_HOST", "embedded");
     // `rdinit=/bin/sh` boots a shell instead of the agent: nothing ever connects.
     let document = linux::linux_vm_with(256, "rdinit=/bin/sh", "");
     let id = common::unique_id("linux-no-agent");

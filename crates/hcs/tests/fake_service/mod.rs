@@ -19,6 +19,7 @@ use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,10 +51,11 @@ pub struct FakeService {
 impl FakeService {
     /// Starts listening on a fresh socket in a temporary directory.
     pub fn start() -> FakeService {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "hcs-fake-service-{}-{}",
             std::process::id(),
-            Instant::now().elapsed().as_nanos()
+            NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("hcsd.sock");
@@ -134,6 +136,15 @@ impl FakeService {
 
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+}
+
+impl Drop for FakeService {
+    fn drop(&mut self) {
+        self.drop_connections();
+        if let Some(dir) = self.socket.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
