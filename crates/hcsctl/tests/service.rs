@@ -350,13 +350,76 @@ fn exec_in_a_linux_guest_through_the_service() {
     let mut service = Service::start("exec");
     let id = format!("hcsctl-e2e-linux-{}", std::process::id());
     let id = id.as_str();
-    // The document's kernel and initrd paths are relative: hcsctl makes them absolute,
-    // hcsd (whose directory is elsewhere) would not find them otherwise.
-    service.create(id, "examples/linux-vm.json");
+    // examples/linux-vm.json with COM1 on the pipe `hcsctl console` finds by default. Its
+    // kernel and initrd paths stay relative (to the repository's root, hcsctl's directory
+    // here): hcsctl makes them absolute, hcsd (whose directory is elsewhere) would not find
+    // them otherwise.
+    let mut document: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("examples/linux-vm.json")).expect("example"),
+    )
+    .expect("example JSON");
+    document["VirtualMachine"]["Devices"]["ComPorts"] =
+        serde_json::json!({"0": {"NamedPipe": format!(r"\\.\pipe\{id}-com1")}});
+    let path = service.dir.join("linux-vm-com1.json");
+    std::fs::write(&path, document.to_string()).expect("document written");
+    service.create(id, path.to_str().expect("UTF-8 path"));
     assert_eq!(
         service.expect(0, &["start", id]).trim(),
         format!("started {id}")
     );
+
+    // The console shows what the guest writes to ttyS0; SIGINT detaches (exit 0) and
+    // leaves the system running.
+    let mut console = service
+        .command(&["console", id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hcsctl console starts");
+    let mut console_out = console.stdout.take().expect("piped stdout");
+    let (chunks, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        let mut all = Vec::new();
+        while let Ok(n) = console_out.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buffer[..n]);
+            let _ = chunks.send(text(&all));
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut shown = String::new();
+    while !shown.contains("console marker 42") {
+        assert!(
+            Instant::now() < deadline,
+            "the console did not show the marker; it showed: {shown:?}"
+        );
+        // Attaching takes a moment: write until the console has it.
+        let marker = "echo console marker $((6*7)) > /dev/ttyS0";
+        service.expect(0, &["exec", id, "--", "sh", "-c", marker]);
+        if let Ok(text) = seen.recv_timeout(Duration::from_millis(500)) {
+            shown = text;
+        }
+        while let Ok(text) = seen.try_recv() {
+            shown = text;
+        }
+    }
+    let pid = i32::try_from(console.id()).expect("pid fits");
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped; no memory is
+    // involved.
+    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    let output = console.wait_with_output().expect("hcsctl console ends");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "console: {}",
+        text(&output.stderr)
+    );
+    assert_eq!(service.state(id), "Running");
 
     let output = service.run(&[
         "exec",
