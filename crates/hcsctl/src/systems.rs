@@ -1,10 +1,11 @@
 //! The verbs that make one HCS call on a system named by id: `list`, `create`, `start`,
-//! `pause`, `resume`, `shutdown`, `terminate`, `wait`, `properties`, `modify`.
+//! `pause`, `resume`, `shutdown`, `terminate`, `save`, `wait`, `properties`, `modify`.
 //!
 //! ```text
 //!  list        HcsEnumerateComputeSystems(SystemQuery {Owners, Ids})
 //!  create      HcsCreateComputeSystem (ShouldTerminateOnLastHandleClosed forced false)
 //!  start …     HcsOpenComputeSystem(id) ──> HcsStart/Pause/Resume/ShutDown/Terminate…
+//!  save        HcsOpenComputeSystem(id) ──> HcsSaveComputeSystem(SaveOptions ToFile)
 //!  wait        HcsOpenComputeSystem(id) ──> HcsWaitForComputeSystemExit
 //!  properties  HcsOpenComputeSystem(id) ──> HcsGetComputeSystemProperties(query)
 //!  modify      HcsOpenComputeSystem(id) ──> HcsModifyComputeSystem(ModifySettingRequest)
@@ -16,7 +17,8 @@
 
 use crate::output;
 use crate::{
-    read_document, CliError, CreateArgs, ListArgs, ModifyArgs, PropertiesArgs, TimeoutArgs,
+    read_document, CliError, CreateArgs, ListArgs, ModifyArgs, PropertiesArgs, SaveArgs,
+    TimeoutArgs,
 };
 use hcs::api::HostKind;
 use hcs::ComputeSystem;
@@ -202,6 +204,24 @@ pub(crate) fn lifecycle(
         output::line(&json!({ "system": id, "action": action.verb() }).to_string());
     } else {
         output::line(&format!("{} {id}", action.done()));
+    }
+    Ok(0)
+}
+
+/// `hcsctl save ID FILE`: `SaveOptions` ToFile with the file's absolute path.
+pub(crate) fn save(args: &SaveArgs, json: bool) -> Result<u8, CliError> {
+    let file = std::path::absolute(&args.file)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", args.file.display())))?;
+    let options = json!({
+        "SaveType": "ToFile",
+        "SaveStateFilePath": file.display().to_string(),
+    });
+    let system = ComputeSystem::open(&args.id)?;
+    system.save(Some(&options.to_string())).wait()?;
+    if json {
+        output::line(&json!({ "system": args.id, "action": "save", "file": file }).to_string());
+    } else {
+        output::line(&format!("saved {}", args.id));
     }
     Ok(0)
 }

@@ -259,6 +259,10 @@ fn empty_vm_lifecycle_through_the_service() {
     let twice = service.run(&["start", id]);
     assert_eq!(twice.status.code(), Some(1));
     assert!(text(&twice.stderr).contains("HCS_E_INVALID_STATE"));
+    // Saving needs a paused system (HCS-API rule 25).
+    let save = service.run(&["save", id, "state.vmrs"]);
+    assert_eq!(save.status.code(), Some(1));
+    assert!(text(&save.stderr).contains("HCS_E_INVALID_STATE"));
 
     assert_eq!(
         service.expect(0, &["pause", id]).trim(),
