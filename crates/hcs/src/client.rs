@@ -273,11 +273,18 @@ impl Client {
                     Client::service(socket, Some(connection))
                 }
                 Err(refusal) => {
-                    tracing::debug!(
-                        reason = %refusal.message,
-                        "no service: compute systems run inside this process"
-                    );
-                    tracing::info!("using the embedded host (no hcsd answers)");
+                    if socket.exists() {
+                        // A service seems installed but would not take us: say so loudly,
+                        // since this process's systems will not be the service's.
+                        tracing::warn!(
+                            code = %refusal.result,
+                            "{}; using the embedded host",
+                            refusal.message
+                        );
+                    } else {
+                        tracing::debug!(reason = %refusal.message, "no service");
+                        tracing::info!("using the embedded host (no hcsd answers)");
+                    }
                     Client::embedded(Host::with_kvm())
                 }
             },

@@ -66,6 +66,8 @@ pub(crate) struct Remote {
     /// The socket it was made to.
     pub socket: PathBuf,
     writer: Mutex<FrameWriter>,
+    /// The socket again, to shut it without waiting for a writer stuck in a full buffer.
+    control: UnixStream,
     lost: AtomicBool,
     /// Why the connection ended, once it has.
     reason: Mutex<Option<String>>,
@@ -116,10 +118,15 @@ impl Remote {
                     generation,
                     "connected to the Host Compute Service"
                 );
+                let control = writer
+                    .stream()
+                    .try_clone()
+                    .map_err(|e| Refusal::not_available(socket, e))?;
                 let remote = Remote {
                     generation,
                     socket: socket.to_owned(),
                     writer: Mutex::new(writer),
+                    control,
                     lost: AtomicBool::new(false),
                     reason: Mutex::new(None),
                 };
@@ -228,7 +235,7 @@ impl Remote {
             *slot = Some(reason.to_owned());
         }
         self.lost.store(true, Ordering::SeqCst);
-        let _ = self.writer.lock().stream().shutdown(Shutdown::Both);
+        let _ = self.control.shutdown(Shutdown::Both);
         true
     }
 
