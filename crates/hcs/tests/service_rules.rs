@@ -389,3 +389,68 @@ fn rule_39_std_handles_cross_the_service_socket() {
     close_process(process);
     close_compute_system(system);
 }
+
+#[test]
+fn rule_36_requests_racing_the_loss_all_complete_exactly_once() {
+    let (fake, _serial) = fake();
+    let systems: Vec<HcsSystem> = (0..4).map(|_| create(&unique("race"))).collect();
+    let callbacks = Arc::new(AtomicUsize::new(0));
+    let armed = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = systems
+        .iter()
+        .map(|&system| {
+            let callbacks = Arc::clone(&callbacks);
+            let armed = Arc::clone(&armed);
+            std::thread::spawn(move || {
+                let counter = Arc::clone(&callbacks);
+                let op = create_operation(
+                    0,
+                    Some(Arc::new(move |_, _| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    })),
+                );
+                let mut disconnected = 0;
+                for _ in 0..300 {
+                    assert_eq!(
+                        get_compute_system_properties(system, op, None),
+                        HResult::S_OK
+                    );
+                    armed.fetch_add(1, Ordering::SeqCst);
+                    let (result, _) = wait_for_operation_result(op, 20_000);
+                    match result {
+                        HResult::S_OK => assert_eq!(disconnected, 0, "no success after the loss"),
+                        HResult::HCS_E_SERVICE_DISCONNECT => disconnected += 1,
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+                (op, disconnected)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(20));
+    fake.drop_connections();
+    let mut ops = Vec::new();
+    for thread in threads {
+        let (op, disconnected) = thread.join().unwrap();
+        assert!(disconnected > 0, "the loss was seen");
+        ops.push(op);
+    }
+    let deadline = Instant::now() + SOON;
+    while callbacks.load(Ordering::SeqCst) < armed.load(Ordering::SeqCst)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        callbacks.load(Ordering::SeqCst),
+        armed.load(Ordering::SeqCst),
+        "one callback per completion"
+    );
+    for op in ops {
+        close_operation(op);
+    }
+    for system in systems {
+        close_compute_system(system);
+    }
+}

@@ -129,7 +129,7 @@ impl FakeService {
         }
     }
 
-    /// Takes the service's ends of the std handles of created processes.
+    /// Takes the service's ends of the std handles of the last created process.
     pub fn take_process_ends(&self) -> Vec<(UnixStream, UnixStream)> {
         std::mem::take(&mut self.state.0.lock().process_ends)
     }
@@ -218,19 +218,20 @@ fn read_requests(
             } => {
                 let (stdin_client, stdin_service) = UnixStream::pair().unwrap();
                 let (stdout_client, stdout_service) = UnixStream::pair().unwrap();
-                let sent = writer.send(
-                    &reply(
-                        HResult::S_OK,
-                        Some(r#"{"ProcessId":42,"StdInput":0,"StdOutput":1,"StdError":null}"#),
-                    ),
-                    &[stdin_client.as_raw_fd(), stdout_client.as_raw_fd()],
-                );
+                // Kept before the reply goes, so that the test finds them once answered.
+                shared.0.lock().process_ends.clear();
                 shared
                     .0
                     .lock()
                     .process_ends
                     .push((stdin_service, stdout_service));
-                sent
+                writer.send(
+                    &reply(
+                        HResult::S_OK,
+                        Some(r#"{"ProcessId":42,"StdInput":0,"StdOutput":1,"StdError":null}"#),
+                    ),
+                    &[stdin_client.as_raw_fd(), stdout_client.as_raw_fd()],
+                )
             }
             RequestBody::LiveCounts => {
                 writer.send(&reply(HResult::S_OK, Some(r#"{"Systems":3,"Vms":2}"#)), &[])
