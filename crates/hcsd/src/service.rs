@@ -730,9 +730,6 @@ impl Router {
             }
         };
         tracing::info!(id = %system_id, worker = link.pid, "worker started");
-        self.registry
-            .lock()
-            .insert(system_id.clone(), Entry::Live(Arc::clone(&link)));
         client
             .state
             .lock()
@@ -740,9 +737,15 @@ impl Router {
             .insert(handle, Some(Arc::clone(&link)));
         let body = RequestBody::CreateSystem {
             handle,
-            id: system_id,
+            id: system_id.clone(),
             configuration,
         };
+        // Registered before the create is forwarded, so that a failed create's reply
+        // always finds the entry to remove. An enumeration that reaches the worker
+        // before the create finds no system there (and does not end the worker).
+        self.registry
+            .lock()
+            .insert(system_id, Entry::Live(Arc::clone(&link)));
         self.forward(client, &link, Request { id, body }, Pending::CreateSystem);
     }
 

@@ -92,6 +92,10 @@ struct Worker {
     sessions: Mutex<HashMap<u64, Arc<OpenSession>>>,
     /// Set once `Idle` was sent: the worker is done.
     done: AtomicBool,
+    /// Set by the first request of a client session (the create): until then the worker
+    /// has no system yet and must not take hcsd's own requests (an enumeration racing
+    /// the create) for idleness.
+    engaged: AtomicBool,
     /// The current connection, to end its read loop when the worker is done.
     stream: Mutex<Option<UnixStream>>,
 }
@@ -113,6 +117,9 @@ impl Worker {
     fn handle(&self, message: ToWorker) {
         match message {
             ToWorker::Request { session, request } => {
+                if session != crate::worker_protocol::SERVICE_SESSION {
+                    self.engaged.store(true, Ordering::SeqCst);
+                }
                 let open = self.session(session);
                 if let RequestBody::System {
                     request: SystemRequest::CreateProcess { .. },
@@ -135,7 +142,7 @@ impl Worker {
 
     /// Tells `hcsd` and ends the connection once nothing can reach this worker any more.
     fn check_idle(&self) {
-        if self.host.system_count() > 0 {
+        if !self.engaged.load(Ordering::SeqCst) || self.host.system_count() > 0 {
             return;
         }
         if !self.sessions.lock().values().all(|s| s.session.is_idle()) {
@@ -223,6 +230,7 @@ pub fn run(state: StateDir, id: String, first: OwnedFd) -> std::io::Result<()> {
         link: Arc::new(Link::default()),
         sessions: Mutex::new(HashMap::new()),
         done: AtomicBool::new(false),
+        engaged: AtomicBool::new(false),
         stream: Mutex::new(None),
     });
     let weak = Arc::downgrade(&worker);
