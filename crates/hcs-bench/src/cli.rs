@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{c_api, latency, lifecycle, linux, memory, throughput, BenchError, Result};
+use crate::{c_api, latency, lifecycle, linux, memory, service, throughput, BenchError, Result};
 
 /// One part of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,9 @@ pub enum Part {
     CApi,
     /// Linux guests under QEMU vs bare QEMU (not in `all`: it boots real guests).
     Linux,
+    /// The service `hcsd` against the embedded host (not in `all`: it needs the `hcsd`
+    /// binary and takes about half a minute).
+    Service,
 }
 
 impl Part {
@@ -41,6 +44,7 @@ impl Part {
             Part::Memory => "memory",
             Part::CApi => "c-api",
             Part::Linux => "linux",
+            Part::Service => "service",
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct Options {
     pub duration: Duration,
     /// Idle VMs held by the memory part.
     pub vms: usize,
+    /// The `hcsd` binary of the service part (default: next to this binary).
+    pub hcsd: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -77,6 +83,7 @@ impl Default for Options {
             threads: 16,
             duration: Duration::from_secs(5),
             vms: 100,
+            hcsd: None,
         }
     }
 }
@@ -85,16 +92,18 @@ const USAGE: &str = "\
 usage: hcs-bench [PART...] [OPTIONS]
        cargo bench -p hcs-bench -- [PART...] [OPTIONS]
 
-parts (default: all): lifecycle latency throughput memory c-api; also: linux
+parts (default: all): lifecycle latency throughput memory c-api; also: linux service
 
 options:
   --iterations N        lifecycle cycles per line (default 300)
   --qemu-iterations N   QEMU peer samples, interleaved (default 50; 0 skips QEMU)
   --warmup N            untimed warm-up cycles (default 10)
-  --requests N          latency and c-api requests per style (default 5000)
+  --requests N          latency, c-api and service requests per style (default 5000)
   --threads N           throughput client threads (default 16)
-  --seconds S           throughput duration per VM size (default 5)
-  --vms N               idle VMs for the memory part (default 100)
+  --seconds S           throughput duration per VM size, and of the service's (default 5)
+  --vms N               idle VMs for the memory and service parts (default 100)
+  --hcsd PATH           the hcsd binary of the service part (default: next to this one;
+                        build it with cargo build --release -p hcsd)
   -h, --help            this text";
 
 impl Options {
@@ -118,6 +127,7 @@ impl Options {
                 "--requests" => options.requests = number(&arg, &value(&arg)?)?.max(1),
                 "--threads" => options.threads = number(&arg, &value(&arg)?)?.max(1),
                 "--vms" => options.vms = number(&arg, &value(&arg)?)?.max(1),
+                "--hcsd" => options.hcsd = Some(value(&arg)?.into()),
                 "--seconds" => {
                     let v = value(&arg)?;
                     let seconds: f64 =
@@ -129,6 +139,7 @@ impl Options {
                 }
                 "all" => parts.extend(Part::ALL),
                 "linux" => parts.push(Part::Linux),
+                "service" => parts.push(Part::Service),
                 name => match Part::ALL.iter().find(|p| p.name() == name) {
                     Some(part) => parts.push(*part),
                     None => return Err(BenchError(format!("unknown argument {name:?}\n{USAGE}"))),
@@ -158,6 +169,13 @@ impl Options {
             ),
             Part::Memory => format!("--vms {}", self.vms),
             Part::Linux => String::new(),
+            Part::Service => format!(
+                "--requests {} --warmup {} --seconds {} --vms {}",
+                self.requests,
+                self.warmup,
+                self.duration.as_secs_f64(),
+                self.vms
+            ),
         };
         format!(
             "cargo run --release -p hcs-bench -- {} {flags}   (or: cargo bench -p hcs-bench -- {} {flags})",
@@ -176,6 +194,10 @@ fn number(flag: &str, value: &str) -> Result<usize> {
 /// Parses `args` (after the program name), runs the chosen parts, and returns the process
 /// exit code: 0 when every part ran (whether or not its goals were met), 1 otherwise.
 pub fn run<I: IntoIterator<Item = String>>(args: I) -> i32 {
+    let args: Vec<String> = args.into_iter().collect();
+    if args.first().map(String::as_str) == Some(service::CHILD_FLAG) {
+        return service::child_main(&args[1..]);
+    }
     let options = match Options::parse(args) {
         Ok(Some(options)) => options,
         Ok(None) => {
@@ -198,6 +220,7 @@ pub fn run<I: IntoIterator<Item = String>>(args: I) -> i32 {
             Part::Memory => memory::run(&options).map(drop),
             Part::CApi => c_api::run(&options).map(drop),
             Part::Linux => linux::run(&options),
+            Part::Service => service::run(&options),
         };
         match outcome {
             Ok(()) => println!(

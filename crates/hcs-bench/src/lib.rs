@@ -16,6 +16,8 @@
 //!  memory        process RSS with 100 idle 1024 MB VMs           RSS before
 //!  c-api         GetProperties through libcomputecore's C       the same through hcs::api
 //!                functions: wait returns / callback starts       (goal: under 2 us added)
+//!  service       the same work through hcsd (child processes     the embedded host, same
+//!                with HCS_HOST=service): latency, VMs/s, PSS     run (not in the default set)
 //! ```
 //!
 //! Every part prints its figures as a table and as ratios against its goals, and the
@@ -28,6 +30,7 @@ pub mod lifecycle;
 pub mod linux;
 pub mod memory;
 pub mod qemu;
+pub mod service;
 pub mod stats;
 pub mod system;
 pub mod throughput;

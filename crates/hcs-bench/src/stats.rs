@@ -43,6 +43,11 @@ impl Samples {
         self.values.extend(other.values);
     }
 
+    /// The samples, in the order they were taken.
+    pub fn values(&self) -> &[Duration] {
+        &self.values
+    }
+
     /// How many samples there are.
     pub fn len(&self) -> usize {
         self.values.len()
