@@ -122,6 +122,28 @@ pub enum RequestBody {
     LiveCounts,
 }
 
+impl RequestBody {
+    /// The name used in logs and in error documents' phase ("Construct", "Open", ...).
+    pub fn phase(&self) -> &'static str {
+        match self {
+            RequestBody::CreateSystem { .. } => "Construct",
+            RequestBody::OpenSystem { .. } => "Open",
+            RequestBody::CloseSystem { .. } => "Close",
+            RequestBody::Enumerate { .. } => "Enumerate",
+            RequestBody::System { request, .. } => request.phase(),
+            RequestBody::OpenProcess { .. } => "OpenProcess",
+            RequestBody::CloseProcess { .. } => "CloseProcess",
+            RequestBody::Process { request, .. } => request.phase(),
+            RequestBody::GetServiceProperties { .. } => "GetServiceProperties",
+            RequestBody::ModifyServiceSettings { .. } => "ModifyServiceSettings",
+            RequestBody::SubmitWerReport { .. } => "SubmitWerReport",
+            RequestBody::HoldSystem { .. } => "HoldSystem",
+            RequestBody::ReleaseHold { .. } => "ReleaseHold",
+            RequestBody::LiveCounts => "LiveCounts",
+        }
+    }
+}
+
 /// The asynchronous requests on one process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ProcessRequest {

@@ -380,7 +380,7 @@ impl Client {
 
     fn send(&self, link: &Link, awaiting: Awaiting, body: RequestBody) -> u64 {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let phase = phase(&body);
+        let phase = body.phase();
         self.awaiting.lock().insert(
             id,
             Outstanding {
@@ -619,25 +619,5 @@ impl Client {
             return None;
         }
         self.processes.get(handle.0)
-    }
-}
-
-/// The phase a request's error document names.
-fn phase(body: &RequestBody) -> &'static str {
-    match body {
-        RequestBody::CreateSystem { .. } => "Construct",
-        RequestBody::OpenSystem { .. } => "Open",
-        RequestBody::CloseSystem { .. } => "Close",
-        RequestBody::Enumerate { .. } => "Enumerate",
-        RequestBody::System { request, .. } => request.phase(),
-        RequestBody::OpenProcess { .. } => "OpenProcess",
-        RequestBody::CloseProcess { .. } => "CloseProcess",
-        RequestBody::Process { request, .. } => request.phase(),
-        RequestBody::GetServiceProperties { .. } => "GetServiceProperties",
-        RequestBody::ModifyServiceSettings { .. } => "ModifyServiceSettings",
-        RequestBody::SubmitWerReport { .. } => "SubmitWerReport",
-        RequestBody::HoldSystem { .. } => "HoldSystem",
-        RequestBody::ReleaseHold { .. } => "ReleaseHold",
-        RequestBody::LiveCounts => "LiveCounts",
     }
 }

@@ -356,7 +356,7 @@ impl Router {
                         uid = peer.uid,
                         pid = peer.pid,
                         id = request.id,
-                        request = request_name(&request.body),
+                        request = request.body.phase(),
                     );
                     self.route(&client, request);
                 }
@@ -1062,26 +1062,6 @@ fn lost_process_answer(
             HResult::HCS_E_PROCESS_ALREADY_STOPPED,
             "the process's compute system is gone",
         )),
-    }
-}
-
-/// A request's name for the log.
-fn request_name(body: &RequestBody) -> &'static str {
-    match body {
-        RequestBody::CreateSystem { .. } => "CreateSystem",
-        RequestBody::OpenSystem { .. } => "OpenSystem",
-        RequestBody::CloseSystem { .. } => "CloseSystem",
-        RequestBody::Enumerate { .. } => "Enumerate",
-        RequestBody::System { request, .. } => request.phase(),
-        RequestBody::OpenProcess { .. } => "OpenProcess",
-        RequestBody::CloseProcess { .. } => "CloseProcess",
-        RequestBody::Process { request, .. } => request.phase(),
-        RequestBody::GetServiceProperties { .. } => "GetServiceProperties",
-        RequestBody::ModifyServiceSettings { .. } => "ModifyServiceSettings",
-        RequestBody::SubmitWerReport { .. } => "SubmitWerReport",
-        RequestBody::HoldSystem { .. } => "HoldSystem",
-        RequestBody::ReleaseHold { .. } => "ReleaseHold",
-        RequestBody::LiveCounts => "LiveCounts",
     }
 }
 
