@@ -58,6 +58,7 @@ impl FakeService {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        remove_directories_at_exit();
         let socket = dir.join("hcsd.sock");
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket).unwrap();
@@ -247,4 +248,26 @@ fn read_requests(
             return;
         }
     }
+}
+
+/// Removes this process's fake-service directories when it exits: a fake kept in a
+/// `static` is never dropped.
+fn remove_directories_at_exit() {
+    extern "C" fn remove() {
+        let prefix = format!("hcs-fake-service-{}-", std::process::id());
+        for entry in std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    // SAFETY: atexit(3) with a plain extern "C" function that only touches the file system.
+    REGISTER.call_once(|| unsafe {
+        libc::atexit(remove);
+    });
 }

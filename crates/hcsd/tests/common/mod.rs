@@ -140,6 +140,15 @@ impl Drop for Hcsd {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
         self.kill(libc::SIGKILL);
+        // A failing test keeps its directory: hcsd's log is the first thing to read.
+        if std::thread::panicking() {
+            eprintln!(
+                "hcsd's socket, state and log kept in {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
