@@ -1,11 +1,12 @@
 //! The process functions of HCS-API §3.4 (`HcsCreateProcess` and friends).
 //!
-//! No engine runs guest processes yet: `HcsCreateProcess` is accepted and its operation
-//! completes with the host's answer (`HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION` for a
-//! running VM without a guest connection, `HCS_E_INVALID_STATE` or
-//! `HCS_E_SYSTEM_NOT_FOUND` per §3.3); `HcsOpenProcess` answers
-//! `HRESULT_FROM_WIN32(ERROR_NOT_FOUND)`. The handles, callbacks and waits work as for
-//! systems.
+//! Processes run in Linux guests through their agent (docs/guest.md). The std handles
+//! of `HCS_PROCESS_INFORMATION` are file descriptors owned by the caller; they come with
+//! the operation's result (`Hcs*OperationResultAndProcessInfo`) or from
+//! `HcsGetProcessInfo`. A system that cannot run processes answers per §3.3
+//! (`HCS_E_INVALID_STATE`, `HCS_E_SYSTEM_NOT_FOUND`) or, for a running VM without a
+//! guest connection, `HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION`. The handles,
+//! callbacks and waits work as for systems.
 
 use crate::abi::{
     HCS_EVENT_CALLBACK, HCS_OPERATION, HCS_PROCESS, HCS_SYSTEM, HRESULT, PCWSTR, PWSTR,
