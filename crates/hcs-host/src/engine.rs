@@ -111,6 +111,20 @@ pub enum EngineExit {
     ProcessDied(String),
 }
 
+impl std::fmt::Display for EngineExit {
+    /// What a person reads in an error document or a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineExit::PowerOff => f.write_str("the guest powered off"),
+            EngineExit::Reset => f.write_str("the guest reset itself"),
+            EngineExit::TripleFault => f.write_str("the guest triple-faulted"),
+            EngineExit::GuestPanic => f.write_str("the guest kernel panicked"),
+            EngineExit::Failed(why) => write!(f, "the VMM failed: {why}"),
+            EngineExit::ProcessDied(detail) => f.write_str(detail),
+        }
+    }
+}
+
 /// Called at most once per VM, from an engine thread, when the guest ends itself.
 /// It must not call back into the VM (hand the work to another thread).
 pub type ExitHandler = Box<dyn Fn(EngineExit) + Send + Sync>;
@@ -124,6 +138,10 @@ pub enum EngineError {
     /// The host lacks the resources (memory, threads) for this VM.
     #[error("{0}")]
     OutOfResources(String),
+    /// The VM ended while the call ran (its VMM process exited); the exit itself comes
+    /// through the [`ExitHandler`].
+    #[error("{0}")]
+    Ended(String),
     /// Any other engine failure.
     #[error("{0}")]
     Failed(String),

@@ -18,7 +18,11 @@ impl QemuEngine {
 }
 
 fn engine_error(error: hcs_qemu::Error) -> EngineError {
-    EngineError::Failed(error.to_string())
+    match error {
+        hcs_qemu::Error::NotInstalled { .. } => EngineError::Unavailable(error.to_string()),
+        hcs_qemu::Error::Stopped => EngineError::Ended(error.to_string()),
+        _ => EngineError::Failed(error.to_string()),
+    }
 }
 
 impl Engine for QemuEngine {

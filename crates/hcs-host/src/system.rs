@@ -37,6 +37,8 @@ const DEFAULT_GUEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a graceful shutdown may take before the operation gives up on it.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a shutdown without a guest agent presses the power button again.
+const BUTTON_REPEAT: Duration = Duration::from_secs(3);
 
 fn guest_connect_timeout() -> Duration {
     std::env::var("HCS_GUEST_CONNECT_TIMEOUT_MS")
@@ -511,10 +513,7 @@ impl System {
                 self.id
             ),
             StopCause::Guest(exit) => {
-                format!(
-                    "compute system '{}' exited unexpectedly ({exit:?})",
-                    self.id
-                )
+                format!("compute system '{}' exited unexpectedly: {exit}", self.id)
             }
         }
     }
@@ -526,7 +525,13 @@ impl System {
         let weak = Arc::downgrade(self);
         let on_exit = Box::new(move |exit: EngineExit| {
             if let Some(system) = weak.upgrade() {
-                tracing::debug!(id = %system.id, ?exit, "guest exit");
+                match &exit {
+                    // What a dying VMM said is the operator's only clue: log it whole.
+                    EngineExit::ProcessDied(_) | EngineExit::Failed(_) => {
+                        tracing::warn!(id = %system.id, "guest exit: {exit}")
+                    }
+                    _ => tracing::debug!(id = %system.id, %exit, "guest exit"),
+                }
                 system.request_stop(StopCause::Guest(exit), None);
             }
         });
@@ -569,6 +574,7 @@ impl System {
                         HResult::HCS_E_HYPERV_NOT_INSTALLED
                     }
                     crate::engine::EngineError::OutOfResources(_) => HResult::E_OUTOFMEMORY,
+                    crate::engine::EngineError::Ended(_) => HResult::HCS_E_UNEXPECTED_EXIT,
                     crate::engine::EngineError::Failed(_) => HResult::E_FAIL,
                 };
                 let mut state = self.state.lock();
@@ -609,12 +615,7 @@ impl System {
             return Err(self.invalid_state(verb, life));
         }
         let vm = self.vm().ok_or_else(|| self.not_found())?;
-        call(vm.as_ref()).map_err(|e| {
-            Failure::new(
-                HResult::E_FAIL,
-                format!("could not {verb} '{}': {e}", self.id),
-            )
-        })?;
+        call(vm.as_ref()).map_err(|e| self.engine_failure(verb, e))?;
         let mut state = self.state.lock();
         if state.life == from {
             state.life = to;
@@ -687,12 +688,8 @@ impl System {
                     return Err(self.invalid_state("crash", life));
                 }
                 let vm = self.vm().ok_or_else(|| self.not_found())?;
-                vm.inject_nmi().map_err(|e| {
-                    Failure::new(
-                        HResult::E_FAIL,
-                        format!("could not crash '{}': {e}", self.id),
-                    )
-                })?;
+                vm.inject_nmi()
+                    .map_err(|e| self.engine_failure("crash", e))?;
                 Ok(None)
             }
             SystemRequest::GetProperties(query) => {
@@ -882,6 +879,7 @@ impl System {
         } else {
             5000
         };
+        let mut button = false;
         let asked = match self.guest() {
             Some(guest) => guest
                 .request(proto::Request::Shutdown { reboot, grace_ms })
@@ -891,13 +889,8 @@ impl System {
                 "the guest agent is not connected: terminate the system instead",
             )),
             None => {
-                let vm = self.vm().ok_or_else(|| self.not_found())?;
-                vm.power_button().map_err(|e| {
-                    Failure::new(
-                        HResult::E_FAIL,
-                        format!("could not shut down '{}': {e}", self.id),
-                    )
-                })
+                button = true;
+                self.press_power_button()
             }
         };
         // The connection may close under the agent's answer as the guest powers off.
@@ -908,7 +901,22 @@ impl System {
                 return Err(failure);
             }
         }
-        if self.wait_exit_told(SHUTDOWN_TIMEOUT) {
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        let mut exited = false;
+        while !exited && Instant::now() < deadline {
+            exited = self.wait_exit_told(if button {
+                BUTTON_REPEAT
+            } else {
+                SHUTDOWN_TIMEOUT
+            });
+            // A press that comes before the guest watches the button is lost, as on
+            // hardware (a start without a guest connection does not wait for the boot):
+            // press again until the guest powers off.
+            if !exited && button {
+                let _ = self.press_power_button();
+            }
+        }
+        if exited {
             // `run` answers through the cut path: a graceful exit gives S_OK (rule 53).
             Ok(None)
         } else {
@@ -920,6 +928,26 @@ impl System {
                 ),
             ))
         }
+    }
+
+    /// Presses the VM's ACPI power button.
+    fn press_power_button(&self) -> Result<(), Failure> {
+        let vm = self.vm().ok_or_else(|| self.not_found())?;
+        vm.power_button()
+            .map_err(|e| self.engine_failure("shut down", e))
+    }
+
+    /// The failure of an engine call. When the VM ended under the call, its exit is on
+    /// the way: wait for it, so that the request is answered as cut short by that exit
+    /// (rule 53, with the exit's own words) rather than with a bare engine error.
+    fn engine_failure(&self, verb: &str, error: crate::engine::EngineError) -> Failure {
+        if matches!(error, crate::engine::EngineError::Ended(_)) {
+            self.wait_exit_told(Duration::from_secs(10));
+        }
+        Failure::new(
+            HResult::E_FAIL,
+            format!("could not {verb} '{}': {error}", self.id),
+        )
     }
 
     /// `HcsCreateProcess`: checked on the worker, then run on a thread of its own so that

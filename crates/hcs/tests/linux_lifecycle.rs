@@ -138,6 +138,41 @@ fn refused(document: &str) -> hcs::Error {
     error
 }
 
+#[test]
+fn qemu_killed_during_boot_fails_the_start_with_how_it_ended() {
+    let _one = ONE_VM.lock();
+    let id = common::unique_id("linux-killed-boot");
+    let system = ComputeSystem::create(&id, &linux::linux_vm())
+        .wait()
+        .expect("create");
+    let start = system.start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        if let Some(pid) = linux::qemu_pids(&id).first() {
+            break *pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no QEMU for {id} 30 s after start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let error = start.wait().expect_err("the start fails");
+    // The error document says what became of QEMU, in words.
+    let message = message(&error);
+    assert!(
+        message.contains("QEMU") && message.contains("signal 9"),
+        "{error:?}: {message}"
+    );
+    assert!(!message.contains("ProcessDied"), "{message}");
+    let status = exit_status(&system);
+    assert_eq!(status["ExitType"], "UnexpectedExit", "{status}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(linux::qemu_pids(&id).is_empty());
+}
+
 fn message(error: &hcs::Error) -> String {
     let document: Value = serde_json::from_str(error.document.as_deref().unwrap_or("{}")).unwrap();
     document["ErrorMessage"].as_str().unwrap_or("").to_owned()
