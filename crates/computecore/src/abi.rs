@@ -252,3 +252,115 @@ const _: () = {
     assert!(hcs::event_options::ALL == 0x7);
     assert!(hcs::INFINITE == 0xFFFF_FFFF);
 };
+
+#[cfg(test)]
+mod tests {
+    use super::ENUMS;
+    use hcs::{EventType, OperationType};
+
+    fn table(name: &str) -> &'static [(&'static str, i64)] {
+        ENUMS
+            .iter()
+            .find(|(enum_name, _)| *enum_name == name)
+            .map(|(_, values)| *values)
+            .unwrap_or_else(|| panic!("{name} is not in ENUMS"))
+    }
+
+    fn value(name: &str, enumerator: &str) -> i64 {
+        table(name)
+            .iter()
+            .find(|(n, _)| *n == enumerator)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("{enumerator} is not in {name}"))
+    }
+
+    // Exhaustive matches: a variant added to the Rust API fails to compile here until the
+    // header table (and so the header, which the header test compares) names it.
+    fn operation_type_name(t: OperationType) -> &'static str {
+        match t {
+            OperationType::None => "HcsOperationTypeNone",
+            OperationType::Enumerate => "HcsOperationTypeEnumerate",
+            OperationType::Create => "HcsOperationTypeCreate",
+            OperationType::Start => "HcsOperationTypeStart",
+            OperationType::Shutdown => "HcsOperationTypeShutdown",
+            OperationType::Pause => "HcsOperationTypePause",
+            OperationType::Resume => "HcsOperationTypeResume",
+            OperationType::Save => "HcsOperationTypeSave",
+            OperationType::Terminate => "HcsOperationTypeTerminate",
+            OperationType::Modify => "HcsOperationTypeModify",
+            OperationType::GetProperties => "HcsOperationTypeGetProperties",
+            OperationType::CreateProcess => "HcsOperationTypeCreateProcess",
+            OperationType::SignalProcess => "HcsOperationTypeSignalProcess",
+            OperationType::GetProcessInfo => "HcsOperationTypeGetProcessInfo",
+            OperationType::GetProcessProperties => "HcsOperationTypeGetProcessProperties",
+            OperationType::ModifyProcess => "HcsOperationTypeModifyProcess",
+            OperationType::Crash => "HcsOperationTypeCrash",
+        }
+    }
+
+    fn event_type_name(t: EventType) -> &'static str {
+        match t {
+            EventType::Invalid => "HcsEventInvalid",
+            EventType::SystemExited => "HcsEventSystemExited",
+            EventType::SystemCrashInitiated => "HcsEventSystemCrashInitiated",
+            EventType::SystemCrashReport => "HcsEventSystemCrashReport",
+            EventType::SystemRdpEnhancedModeStateChanged => {
+                "HcsEventSystemRdpEnhancedModeStateChanged"
+            }
+            EventType::SystemSiloJobCreated => "HcsEventSystemSiloJobCreated",
+            EventType::SystemGuestConnectionClosed => "HcsEventSystemGuestConnectionClosed",
+            EventType::ProcessExited => "HcsEventProcessExited",
+            EventType::OperationCallback => "HcsEventOperationCallback",
+            EventType::ServiceDisconnect => "HcsEventServiceDisconnect",
+            EventType::GroupVmLifecycle => "HcsEventGroupVmLifecycle",
+            EventType::GroupLiveMigration => "HcsEventGroupLiveMigration",
+            EventType::GroupOperationInfo => "HcsEventGroupOperationInfo",
+        }
+    }
+
+    #[test]
+    fn the_header_tables_carry_the_values_of_the_rust_api() {
+        use OperationType as O;
+        for t in [
+            O::None,
+            O::Enumerate,
+            O::Create,
+            O::Start,
+            O::Shutdown,
+            O::Pause,
+            O::Resume,
+            O::Save,
+            O::Terminate,
+            O::Modify,
+            O::GetProperties,
+            O::CreateProcess,
+            O::SignalProcess,
+            O::GetProcessInfo,
+            O::GetProcessProperties,
+            O::ModifyProcess,
+            O::Crash,
+        ] {
+            let name = operation_type_name(t);
+            assert_eq!(value("HCS_OPERATION_TYPE", name), t as i32 as i64, "{name}");
+        }
+        use EventType as E;
+        for t in [
+            E::Invalid,
+            E::SystemExited,
+            E::SystemCrashInitiated,
+            E::SystemCrashReport,
+            E::SystemRdpEnhancedModeStateChanged,
+            E::SystemSiloJobCreated,
+            E::SystemGuestConnectionClosed,
+            E::ProcessExited,
+            E::OperationCallback,
+            E::ServiceDisconnect,
+            E::GroupVmLifecycle,
+            E::GroupLiveMigration,
+            E::GroupOperationInfo,
+        ] {
+            let name = event_type_name(t);
+            assert_eq!(value("HCS_EVENT_TYPE", name), t as u32 as i64, "{name}");
+        }
+    }
+}
