@@ -114,18 +114,23 @@ fn release(memory: *mut c_void) -> bool {
 /// free (HCS-API §5.1, rule 51).
 #[no_mangle]
 pub extern "C" fn LocalFree(memory: HLOCAL) -> HLOCAL {
-    if memory.is_null() || release(memory) {
-        std::ptr::null_mut()
-    } else {
-        memory
-    }
+    // On a panic nothing was freed: hand the pointer back, as for one we do not know.
+    crate::ffi::guard("LocalFree", memory, || {
+        if memory.is_null() || release(memory) {
+            std::ptr::null_mut()
+        } else {
+            memory
+        }
+    })
 }
 
 /// `CoTaskMemFree`: frees a string this library returned (hcsshim's choice, HCS-API §9
 /// item 11); any other pointer is left alone.
 #[no_mangle]
 pub extern "C" fn CoTaskMemFree(memory: *mut c_void) {
-    release(memory);
+    crate::ffi::guard("CoTaskMemFree", (), || {
+        release(memory);
+    })
 }
 
 /// Strings handed out and not yet freed (for leak tests).
