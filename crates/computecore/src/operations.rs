@@ -6,7 +6,7 @@ use crate::abi::{
 };
 use crate::ffi::{self, guard, hresult, operation};
 use crate::strings;
-use hcs::{api, HResult, OperationType, HCS_INVALID_OPERATION_ID};
+use hcs::{api, HResult, HcsOperation, OperationType, HCS_INVALID_OPERATION_ID};
 use std::ffi::c_void;
 
 /// `HcsCreateOperation` (O-1, rule 1).
@@ -204,17 +204,16 @@ pub unsafe extern "C" fn HcsGetOperationResultAndProcessInfo(
     process_information: *mut HCS_PROCESS_INFORMATION,
     result_document: *mut PWSTR,
 ) -> HRESULT {
-    hresult("HcsGetOperationResultAndProcessInfo", || {
-        let op = operation(operation_handle);
-        if !process_information.is_null() && !process_info_allowed(api::get_operation_type(op)) {
-            return Err(HResult::E_INVALIDARG);
-        }
-        // SAFETY: forwarded from the caller.
-        let result = unsafe { finish(result_document, api::get_operation_result(op)) };
-        // SAFETY: forwarded from the caller.
-        unsafe { fill_process_info(process_information, op, result) };
-        Ok(result)
-    })
+    // SAFETY: the caller's guarantees, passed on.
+    unsafe {
+        result_and_process_info(
+            "HcsGetOperationResultAndProcessInfo",
+            operation_handle,
+            process_information,
+            result_document,
+            api::get_operation_result,
+        )
+    }
 }
 
 /// `HcsWaitForOperationResultAndProcessInfo` (O-15, rule 15).
@@ -228,15 +227,39 @@ pub unsafe extern "C" fn HcsWaitForOperationResultAndProcessInfo(
     process_information: *mut HCS_PROCESS_INFORMATION,
     result_document: *mut PWSTR,
 ) -> HRESULT {
-    hresult("HcsWaitForOperationResultAndProcessInfo", || {
+    // SAFETY: the caller's guarantees, passed on.
+    unsafe {
+        result_and_process_info(
+            "HcsWaitForOperationResultAndProcessInfo",
+            operation_handle,
+            process_information,
+            result_document,
+            |op| api::wait_for_operation_result(op, timeout_ms),
+        )
+    }
+}
+
+/// The two AndProcessInfo functions: `process_information` only for operations that
+/// start or describe a process (else `E_INVALIDARG`, before anything is read), then the
+/// result as `get` gives it, then the process information.
+///
+/// # Safety
+/// `process_information` and `result_document` are null or valid for one write each.
+unsafe fn result_and_process_info(
+    name: &str,
+    operation_handle: HCS_OPERATION,
+    process_information: *mut HCS_PROCESS_INFORMATION,
+    result_document: *mut PWSTR,
+    get: impl FnOnce(HcsOperation) -> (HResult, Option<String>),
+) -> HRESULT {
+    hresult(name, || {
         let op = operation(operation_handle);
         if !process_information.is_null() && !process_info_allowed(api::get_operation_type(op)) {
             return Err(HResult::E_INVALIDARG);
         }
-        let outcome = api::wait_for_operation_result(op, timeout_ms);
-        // SAFETY: forwarded from the caller.
-        let result = unsafe { finish(result_document, outcome) };
-        // SAFETY: forwarded from the caller.
+        // SAFETY: result_document is null or writable (this function's contract).
+        let result = unsafe { finish(result_document, get(op)) };
+        // SAFETY: process_information is null or writable (this function's contract).
         unsafe { fill_process_info(process_information, op, result) };
         Ok(result)
     })
