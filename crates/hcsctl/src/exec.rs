@@ -12,6 +12,7 @@
 //!  first SIGINT/SIGTERM ──> forwarded to CMD; the second ──> CMD killed (exit 130)
 //!
 //!  attach: the ComPort's Unix socket <──> our stdin/stdout, until the system exits
+//!  run --console: first SIGINT/SIGTERM ──> VM terminated (exit 0 after its forced exit)
 //! ```
 //!
 //! `--console` of `run` connects to the guest's first serial port (COM1, ttyS0: the kernel
@@ -224,9 +225,16 @@ pub(crate) fn run_console(args: &RunArgs, json: bool) -> Result<u8, CliError> {
     }
     match watch_exit(&system, &signals)? {
         Some(code) => Ok(code),
+        // Ctrl-C: as plain `run`, terminate and exit 0 after the forced exit.
         None => {
-            let _ = system.terminate().wait_timeout(TEARDOWN);
-            Ok(130)
+            progress("terminating the VM");
+            let terminated = system.terminate().wait_timeout(TEARDOWN);
+            // A system that exited on its own meanwhile has its own exit status.
+            match (system.wait_for_exit(Some(TICK)), terminated) {
+                (Ok(status), _) => Ok(exit_code(&status)),
+                (Err(_), Err(error)) => Err(error.into()),
+                (Err(_), Ok(())) => Ok(exit_code(&system.wait_for_exit(Some(TEARDOWN))?)),
+            }
         }
     }
 }
@@ -325,19 +333,22 @@ fn attach(stream: UnixStream) -> Result<(), CliError> {
 fn watch_exit(system: &ComputeSystem, signals: &Signals) -> Result<Option<u8>, CliError> {
     loop {
         match system.wait_for_exit(Some(TICK)) {
-            Ok(status) => {
-                let status: Value = serde_json::from_str(&status).unwrap_or_default();
-                return Ok(Some(match status["ExitType"].as_str() {
-                    Some("GracefulExit" | "ForcedExit") => 0,
-                    _ => 1,
-                }));
-            }
+            Ok(status) => return Ok(Some(exit_code(&status))),
             Err(e) if e.hresult == HResult::HCS_E_OPERATION_TIMEOUT => {}
             Err(e) => return Err(e.into()),
         }
         if signals.take().is_some() {
             return Ok(None);
         }
+    }
+}
+
+/// The exit code for a system's exit status: 0 after a graceful or forced exit, else 1.
+fn exit_code(status: &str) -> u8 {
+    let status: Value = serde_json::from_str(status).unwrap_or_default();
+    match status["ExitType"].as_str() {
+        Some("GracefulExit" | "ForcedExit") => 0,
+        _ => 1,
     }
 }
 
