@@ -93,7 +93,8 @@ enum Command {
                       (Terminate by Client)\n\n\
                       Exit codes: 0 after a graceful or forced exit (including Ctrl-C), 1 after \
                       an unexpected exit or an HCS failure, 2 if the document cannot be read; \
-                      with -- CMD, CMD's exit code."
+                      with -- CMD, CMD's exit code (the first Ctrl-C goes to CMD; a second one kills it, \
+                      exit 130; the VM is torn down either way)."
     )]
     Run(RunArgs),
     /// Check a document exactly as the host would, without creating anything.
@@ -331,7 +332,8 @@ pub(crate) struct RunArgs {
     /// Id of the new compute system [default: the file stem and a short random suffix].
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
-    /// Attach this terminal to the guest's serial console (COM1) until the VM exits.
+    /// Attach this terminal to the guest's serial console (COM1) until the VM exits;
+    /// Ctrl-C terminates the VM.
     #[arg(long, conflicts_with = "command")]
     pub console: bool,
     /// Run this command in the guest with this terminal's stdin, stdout and stderr, exit
