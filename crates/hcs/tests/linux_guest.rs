@@ -169,30 +169,120 @@ fn stdin_piped_to_cat_then_eof() {
 }
 
 #[test]
-fn closing_stdin_through_modify_process_gives_eof() {
+fn closing_stdin_through_modify_process_gives_eof_and_cat_exits() {
     let mut process = shared()
         .create_process(&params(&["cat"], json!({"CreateStdInPipe": true})))
         .unwrap();
     let mut stdin = process.take_stdin().unwrap();
+    let mut stdout = process.take_stdout().unwrap();
     stdin.write_all(b"kept\n").unwrap();
+    // Wait for cat's echo first: the agent's CloseStdin stops the stdin relay at once, and
+    // data still on its way to the guest would be lost.
+    let mut echoed = [0u8; 5];
+    stdout.read_exact(&mut echoed).unwrap();
+    // The close is asked for with our end of stdin still open: only the modify ends cat.
     process
         .modify(r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#)
         .wait()
         .unwrap();
-    let mut text = String::new();
-    process
-        .take_stdout()
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
     assert_eq!(
         process
             .wait_for_exit_code(Some(Duration::from_secs(30)))
             .unwrap(),
         0
     );
-    assert!(text == "kept\n" || text.is_empty(), "{text:?}");
+    assert_eq!(
+        format!("{}{rest}", String::from_utf8_lossy(&echoed)),
+        "kept\n"
+    );
     drop(stdin);
+}
+
+#[test]
+fn console_size_at_create_and_through_modify_process() {
+    let mut process = shared()
+        .create_process(&params(
+            &["sh", "-c", "stty size; read line; stty size"],
+            json!({"EmulateConsole": true, "ConsoleSize": [30, 90], "CreateStdInPipe": true}),
+        ))
+        .unwrap();
+    // With a console, stderr goes to the terminal: no pipe of its own.
+    assert!(process.take_stderr().is_none());
+    let mut stdin = process.take_stdin().unwrap();
+    let mut stdout = process.take_stdout().unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains('\n') {
+        let n = stdout.read(&mut buffer).unwrap();
+        assert!(n > 0, "end of output before the first size: {seen:?}");
+        seen.extend_from_slice(&buffer[..n]);
+    }
+    assert_eq!(String::from_utf8_lossy(&seen), "30 90\r\n");
+    process
+        .modify(r#"{"Operation":"ConsoleSize","ConsoleSize":{"Height":40,"Width":100}}"#)
+        .wait()
+        .unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(
+        process
+            .wait_for_exit_code(Some(Duration::from_secs(30)))
+            .unwrap(),
+        0
+    );
+    // The terminal echoes the typed line, then the new size.
+    assert_eq!(rest, "go\r\n40 100\r\n");
+    drop(stdin);
+    // Without a console there is nothing to resize.
+    let plain = shared()
+        .create_process(&params(&["sleep", "1000"], json!({})))
+        .unwrap();
+    assert_eq!(
+        plain
+            .modify(r#"{"Operation":"ConsoleSize","ConsoleSize":{"Height":40,"Width":100}}"#)
+            .wait()
+            .unwrap_err()
+            .hresult,
+        HResult::E_INVALIDARG
+    );
+    plain.terminate().wait().unwrap();
+}
+
+#[test]
+fn rule_42_process_properties_while_running_and_after_the_exit() {
+    let system = shared();
+    let running = system
+        .create_process(&params(&["sleep", "1000"], json!({})))
+        .unwrap();
+    let status: Value = serde_json::from_str(&running.properties().wait().unwrap()).unwrap();
+    assert_eq!(status["ProcessId"], running.pid(), "{status}");
+    assert_eq!(status["Exited"], false, "{status}");
+    assert!(status.get("ExitCode").is_none(), "{status}");
+    running.terminate().wait().unwrap();
+    running
+        .wait_for_exit_code(Some(Duration::from_secs(30)))
+        .unwrap();
+    let status: Value = serde_json::from_str(&running.properties().wait().unwrap()).unwrap();
+    assert_eq!(status["Exited"], true, "{status}");
+    assert_eq!(status["ExitCode"], 128 + 9, "{status}");
+
+    let exited = system
+        .create_process(&params(&["sh", "-c", "exit 5"], json!({})))
+        .unwrap();
+    assert_eq!(
+        exited
+            .wait_for_exit_code(Some(Duration::from_secs(30)))
+            .unwrap(),
+        5
+    );
+    let status: Value = serde_json::from_str(&exited.properties().wait().unwrap()).unwrap();
+    assert_eq!(status["ProcessId"], exited.pid(), "{status}");
+    assert_eq!(status["Exited"], true, "{status}");
+    assert_eq!(status["ExitCode"], 5, "{status}");
+    assert_eq!(status["LastWaitResult"], 0, "{status}");
 }
 
 #[test]
