@@ -1,5 +1,6 @@
 //! The control connection: connecting (with retries), the `Hello`/`Welcome` handshake,
-//! reading requests and answering each on its own thread, and `Shutdown`.
+//! reading requests and answering each on its own thread, and `Shutdown` (which the ACPI
+//! power button starts too).
 //!
 //! Requests are read as `serde_json::Value` first, so that a request type this agent does
 //! not know (a newer host) is answered `HCS_E_UNKNOWN_MESSAGE` and the connection goes on.
@@ -31,6 +32,10 @@ pub const KNOWN_REQUESTS: &[&str] = &[
     "Shutdown",
     "ListProcesses",
 ];
+
+/// The grace period of a power-off started by the power button: the host's default for a
+/// `Shutdown` that is not forced.
+pub const BUTTON_GRACE_MS: u32 = 5000;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -81,6 +86,12 @@ impl Agent {
             let Some(mut stream) = self.connect() else {
                 return Outcome::Unreachable;
             };
+            if self.shutting_down.load(Ordering::SeqCst) {
+                // The power button was pressed while we were connecting: it powers off.
+                loop {
+                    std::thread::park();
+                }
+            }
             match handshake(&mut stream) {
                 Ok(version) => log!("connected (protocol {version})"),
                 Err(Error::Refused(message)) => {
@@ -229,7 +240,7 @@ impl Agent {
                 processes: procfs::list(),
             }),
             Request::Shutdown { reboot, grace_ms } => {
-                self.shutdown(id, reboot, grace_ms);
+                self.shutdown(Some(id), reboot, grace_ms);
                 return None;
             }
         };
@@ -261,24 +272,51 @@ impl Agent {
         }
     }
 
-    /// `Shutdown`: end every process, sync and unmount, answer `Ok`, then power off (PID 1)
-    /// or exit (not PID 1).
-    fn shutdown(&self, id: u64, reboot: bool, grace_ms: u32) {
-        if self.shutting_down.swap(true, Ordering::SeqCst) {
-            return self.respond(
-                id,
-                ResponseBody::Error {
-                    code: E_FAIL,
-                    message: "a shutdown is already under way".into(),
-                },
-            );
+    /// The ACPI power button was pressed: the same power-off as a host's `Shutdown` (with
+    /// [`BUTTON_GRACE_MS`]), on its own thread; ignored while a shutdown is under way.
+    pub fn power_button(self: &Arc<Self>) {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            log!("power button: a shutdown is already under way; ignored");
+            return;
         }
-        log!("shutting down");
+        let this = self.clone();
+        let started = std::thread::Builder::new()
+            .name("power-off".into())
+            .stack_size(256 * 1024)
+            .spawn(move || this.shutdown(None, false, BUTTON_GRACE_MS));
+        if let Err(e) = started {
+            log!("power button: cannot start a thread ({e}); powering off here");
+            self.shutdown(None, false, BUTTON_GRACE_MS);
+        }
+    }
+
+    /// `Shutdown` (the request `id`, or the power button with `None`): end every process,
+    /// sync and unmount, answer `Ok`, then power off (PID 1) or exit (not PID 1).
+    fn shutdown(&self, id: Option<u64>, reboot: bool, grace_ms: u32) {
+        if self.shutting_down.swap(true, Ordering::SeqCst) {
+            match id {
+                Some(id) => self.respond(
+                    id,
+                    ResponseBody::Error {
+                        code: E_FAIL,
+                        message: "a shutdown is already under way".into(),
+                    },
+                ),
+                None => log!("power button: a shutdown is already under way; ignored"),
+            }
+            return;
+        }
+        match id {
+            Some(_) => log!("shutting down (the host asked)"),
+            None => log!("shutting down (the power button; grace {grace_ms} ms)"),
+        }
         self.end_processes(Duration::from_millis(grace_ms.into()));
         if self.config.pid1 {
             init::unmount_all();
         }
-        self.respond(id, ResponseBody::Ok);
+        if let Some(id) = id {
+            self.respond(id, ResponseBody::Ok);
+        }
         if !self.config.pid1 {
             std::process::exit(0);
         }

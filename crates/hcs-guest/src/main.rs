@@ -3,7 +3,8 @@
 //! As `/init` (PID 1) of the initramfs it mounts the basic file systems, loads the virtio
 //! and vsock modules, connects to the host over AF_VSOCK (CID 2, port `CONTROL_PORT`) and
 //! runs processes for it, speaking the protocol of `hcs-guest-protocol`; it reaps every
-//! child and powers the VM off on `Shutdown`. See `docs/guest.md`.
+//! child and powers the VM off on `Shutdown` or when the ACPI power button is pressed
+//! (connected to a host or not). See `docs/guest.md`.
 //!
 //! ```text
 //! hcs-guest                          PID 1 in a VM: vsock to the host (CID 2)
@@ -17,6 +18,7 @@
 //! PID 1 never exits: it powers off when the host refuses it, and otherwise reconnects.
 
 mod agent;
+mod button;
 mod error;
 mod init;
 mod log;
@@ -29,8 +31,26 @@ mod transport;
 use agent::{Agent, Config, Outcome};
 use error::Error;
 use log::log;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use transport::Endpoint;
+
+/// The agent now running, for the power button (PID 1 starts a new one after a failure).
+static AGENT: Mutex<Option<Arc<Agent>>> = Mutex::new(None);
+
+/// A press of the power button: the running agent's graceful power-off, or a plain one
+/// when no agent is running (between a failure and the next start).
+fn power_button() {
+    let agent = transport::lock(&AGENT).clone();
+    match agent {
+        Some(agent) => agent.power_button(),
+        None => {
+            log!("power button: no agent running; powering off");
+            init::unmount_all();
+            init::power_off(false);
+        }
+    }
+}
 
 fn main() {
     let pid1 = std::process::id() == 1;
@@ -57,9 +77,19 @@ fn main() {
         if std::panic::catch_unwind(init::setup).is_err() {
             log!("boot set-up panicked; going on");
         }
+        // Whether or not a host ever connects: a host without a guest connection shuts the
+        // guest down with the button.
+        button::watch(power_button);
     }
     loop {
-        let outcome = std::panic::catch_unwind(|| Agent::new(config.clone()).map(|a| a.run()));
+        let outcome = std::panic::catch_unwind(|| {
+            Agent::new(config.clone()).map(|agent| {
+                *transport::lock(&AGENT) = Some(agent.clone());
+                let outcome = agent.run();
+                *transport::lock(&AGENT) = None;
+                outcome
+            })
+        });
         let code = match outcome {
             Ok(Ok(Outcome::HostClosed)) => 0,
             Ok(Ok(Outcome::Refused)) => {
