@@ -1,7 +1,8 @@
 //! The agent in a real guest: Debian's cloud kernel and our initramfs (scripts/setup builds
 //! both) boot under QEMU (TCG) with a vhost-user vsock device served by
-//! vhost-device-vsock; the fake host of `common` talks to the agent through it. One VM for
-//! the whole file: boot to Hello, echo, 100 MB of stdout, shutdown powers the VM off.
+//! vhost-device-vsock; the fake host of `common` talks to the agent through it. Two VMs:
+//! one for boot to Hello, echo, 100 MB of stdout, shutdown powers the VM off; one without
+//! a host connection (no vsock device at all), powered off by the ACPI power button.
 //!
 //! Nothing here is skipped: a missing kernel, initramfs, QEMU or vhost-device-vsock fails
 //! the test with a message saying to run `scripts/setup`.
@@ -10,8 +11,11 @@ mod common;
 
 use common::{command, hash_all, read_all, FakeHost, Fnv};
 use hcs_guest_protocol::{Request, ResponseBody, CONTROL_PORT, SUPPORTED_VERSIONS};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Generous for TCG on a loaded 2-core machine; a normal boot takes a few seconds.
@@ -99,7 +103,7 @@ fn warn_if_stale(initramfs: &Path) {
 /// QEMU and vhost-device-vsock, killed on drop (a failed test leaves nothing running).
 struct Vm {
     qemu: Child,
-    backend: Child,
+    backend: Option<Child>,
     dir: PathBuf,
 }
 
@@ -107,14 +111,111 @@ impl Vm {
     fn console(&self) -> String {
         std::fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()
     }
+
+    /// Waits until the guest console shows `text`.
+    fn wait_console(&mut self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.console().contains(text) {
+            if let Some(status) = self.qemu.try_wait().expect("try_wait") {
+                panic!("QEMU exited ({status}) before the console showed {text:?}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the console did not show {text:?} within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for QEMU to exit.
+    fn wait_exit(&mut self, timeout: Duration, what: &str) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.qemu.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Connects to QMP and leaves its greeting and capabilities negotiation behind.
+    fn qmp(&self) -> Qmp {
+        let stream = UnixStream::connect(self.dir.join("qmp.sock")).expect("connect to QMP");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("read timeout");
+        let mut qmp = Qmp {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            writer: stream,
+            events: Vec::new(),
+        };
+        assert!(qmp.read().get("QMP").is_some(), "no QMP greeting");
+        qmp.execute("qmp_capabilities");
+        qmp
+    }
+}
+
+/// A QMP connection: commands, and the events that came with their answers.
+struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    events: Vec<Value>,
+}
+
+impl Qmp {
+    fn read(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).expect("read from QMP");
+        assert!(n > 0, "QMP closed");
+        serde_json::from_str(&line).expect("QMP sends JSON")
+    }
+
+    /// Runs a command; its `return` (an `error` fails the test).
+    fn execute(&mut self, command: &str) -> Value {
+        let mut text = json!({ "execute": command }).to_string();
+        text.push('\n');
+        self.writer
+            .write_all(text.as_bytes())
+            .expect("write to QMP");
+        loop {
+            let reply = self.read();
+            if reply.get("event").is_some() {
+                self.events.push(reply);
+                continue;
+            }
+            assert!(reply.get("error").is_none(), "{command}: {reply}");
+            return reply["return"].clone();
+        }
+    }
+
+    /// The next event called `name` (others are kept), or `None` when QMP closes first.
+    fn event(&mut self, name: &str) -> Option<Value> {
+        if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
+            return Some(self.events.remove(i));
+        }
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return None;
+            }
+            let value: Value = serde_json::from_str(&line).expect("QMP sends JSON");
+            if value["event"] == name {
+                return Some(value);
+            }
+            self.events.push(value);
+        }
+    }
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
         let _ = self.qemu.kill();
         let _ = self.qemu.wait();
-        let _ = self.backend.kill();
-        let _ = self.backend.wait();
+        if let Some(backend) = self.backend.as_mut() {
+            let _ = backend.kill();
+            let _ = backend.wait();
+        }
         if std::thread::panicking() {
             eprintln!("--- guest console ---\n{}", self.console());
         } else {
@@ -123,7 +224,69 @@ impl Drop for Vm {
     }
 }
 
-fn boot(tools: &Tools, dir: &Path) -> Vm {
+/// Boots the image, with QMP on `dir/qmp.sock`; with `vsock`, a vhost-user vsock device
+/// served by vhost-device-vsock (the agent's connection to the host), else no vsock device.
+fn boot(tools: &Tools, dir: &Path, vsock: bool) -> Vm {
+    let mut qemu = Command::new(&tools.qemu);
+    let backend = vsock.then(|| start_backend(tools, dir, &mut qemu));
+    qemu.args([
+        "-machine",
+        "q35,accel=tcg",
+        "-cpu",
+        "max",
+        "-m",
+        "512",
+        "-smp",
+        "2",
+    ])
+    .args(["-object", "memory-backend-memfd,id=mem,size=512M,share=on"])
+    .args(["-machine", "memory-backend=mem"])
+    .args([
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ])
+    .arg("-serial")
+    .arg(format!("file:{}", dir.join("console.log").display()))
+    .arg("-qmp")
+    .arg(format!(
+        "unix:{},server=on,wait=off",
+        dir.join("qmp.sock").display()
+    ))
+    .arg("-kernel")
+    .arg(&tools.kernel)
+    .arg("-initrd")
+    .arg(&tools.initramfs)
+    .arg("-append")
+    .arg(format!(
+        "console=ttyS0 panic=-1 quiet {}",
+        // Extra kernel arguments when debugging (e.g. `loglevel=7` for the boot log).
+        std::env::var("HCS_GUEST_TEST_APPEND").unwrap_or_default()
+    ))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    let qemu = qemu.spawn().expect("start qemu-system-x86_64");
+    let mut vm = Vm {
+        qemu,
+        backend,
+        dir: dir.to_path_buf(),
+    };
+    // QEMU makes the QMP socket before it starts the guest.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("qmp.sock").exists() {
+        if let Some(status) = vm.qemu.try_wait().expect("try_wait") {
+            panic!("QEMU exited at once ({status})");
+        }
+        assert!(Instant::now() < deadline, "QEMU made no QMP socket");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    vm
+}
+
+/// Starts vhost-device-vsock for CID 3 and gives `qemu` its device.
+fn start_backend(tools: &Tools, dir: &Path, qemu: &mut Command) -> Child {
     let vhost_socket = dir.join("vhost.sock");
     let uds = dir.join("vsock.sock");
     let backend = Command::new(&tools.vhost_vsock)
@@ -145,50 +308,10 @@ fn boot(tools: &Tools, dir: &Path) -> Vm {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let qemu = Command::new(&tools.qemu)
-        .args([
-            "-machine",
-            "q35,accel=tcg",
-            "-cpu",
-            "max",
-            "-m",
-            "512",
-            "-smp",
-            "2",
-        ])
-        .args(["-object", "memory-backend-memfd,id=mem,size=512M,share=on"])
-        .args(["-machine", "memory-backend=mem"])
-        .args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-        ])
-        .arg("-serial")
-        .arg(format!("file:{}", dir.join("console.log").display()))
-        .arg("-kernel")
-        .arg(&tools.kernel)
-        .arg("-initrd")
-        .arg(&tools.initramfs)
-        .arg("-append")
-        .arg(format!(
-            "console=ttyS0 panic=-1 quiet {}",
-            // Extra kernel arguments when debugging (e.g. `loglevel=7` for the boot log).
-            std::env::var("HCS_GUEST_TEST_APPEND").unwrap_or_default()
-        ))
-        .arg("-chardev")
+    qemu.arg("-chardev")
         .arg(format!("socket,id=vsock,path={}", vhost_socket.display()))
-        .args(["-device", "vhost-user-vsock-pci,chardev=vsock"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start qemu-system-x86_64");
-    Vm {
-        qemu,
-        backend,
-        dir: dir.to_path_buf(),
-    }
+        .args(["-device", "vhost-user-vsock-pci,chardev=vsock"]);
+    backend
 }
 
 #[test]
@@ -201,7 +324,7 @@ fn a_real_guest_boots_runs_processes_and_powers_off() {
     // Listen before the guest can try.
     let host = FakeHost::listen(Path::new(&control), &uds);
     let start = Instant::now();
-    let mut vm = boot(&tools, &dir);
+    let mut vm = boot(&tools, &dir, true);
 
     let hello = host.accept_and_welcome(BOOT_TIMEOUT);
     let boot_time = start.elapsed();
@@ -308,5 +431,59 @@ fn a_real_guest_boots_runs_processes_and_powers_off() {
     assert!(!vm.console().contains("Kernel panic"), "{}", vm.console());
     if std::env::var_os("HCS_GUEST_TEST_CONSOLE").is_some() {
         eprintln!("--- guest console ---\n{}", vm.console());
+    }
+}
+
+/// A guest without a host connection (no vsock device: the agent keeps trying to connect)
+/// powers off when its ACPI power button is pressed: the agent watches the button's input
+/// device and does what a host's `Shutdown` does. This is how a host shuts down a compute
+/// system that has no GuestConnection.
+#[test]
+fn the_power_button_powers_off_a_guest_without_a_host() {
+    let tools = tools();
+    let dir = common::scratch("button");
+    let start = Instant::now();
+    let mut vm = boot(&tools, &dir, false);
+    let mut qmp = vm.qmp();
+
+    // A press before the agent watches the button would be lost, as on hardware.
+    // (The agent also watches the keyboard's power key; wait for the ACPI button.)
+    vm.wait_console("(Power Button)", BOOT_TIMEOUT);
+    eprintln!("boot to the button being watched: {:?}", start.elapsed());
+    assert!(
+        !vm.console().contains("hcs-guest: connected"),
+        "{}",
+        vm.console()
+    );
+
+    let t = Instant::now();
+    qmp.execute("system_powerdown");
+    let shutdown = qmp
+        .event("SHUTDOWN")
+        .unwrap_or_else(|| panic!("QMP closed with no SHUTDOWN event\n{}", vm.console()));
+    // The guest powered itself off (not QEMU or a signal).
+    assert_eq!(shutdown["data"]["guest"], true, "{shutdown}");
+    assert_eq!(shutdown["data"]["reason"], "guest-shutdown", "{shutdown}");
+    let status = vm.wait_exit(
+        Duration::from_secs(60),
+        "QEMU did not exit after the SHUTDOWN",
+    );
+    assert!(status.success(), "qemu exited with {status}");
+    let took = t.elapsed();
+    eprintln!("power button to QEMU exit: {took:?}");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+
+    let console = vm.console();
+    assert!(
+        console.contains("hcs-guest: power button pressed"),
+        "{console}"
+    );
+    assert!(
+        console.contains("hcs-guest: shutting down (the power button"),
+        "{console}"
+    );
+    assert!(!console.contains("Kernel panic"), "{console}");
+    if std::env::var_os("HCS_GUEST_TEST_CONSOLE").is_some() {
+        eprintln!("--- guest console ---\n{console}");
     }
 }
