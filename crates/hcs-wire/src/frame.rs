@@ -11,7 +11,7 @@ use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, Ms
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::io::{IoSlice, IoSliceMut, Write};
+use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
@@ -184,48 +184,137 @@ impl FrameWriter {
     /// Sends one frame of `payload` bytes (which need not be valid JSON: tests use it to
     /// send malformed messages).
     pub fn send_raw(&mut self, payload: &[u8], fds: &[RawFd]) -> Result<(), WireError> {
-        if payload.len() > MAX_FRAME_LEN {
-            return Err(WireError::TooLarge { len: payload.len() });
-        }
-        if fds.len() > MAX_FDS_PER_FRAME {
-            return Err(WireError::BadDescriptors {
-                declared: fds.len(),
-                available: fds.len(),
-            });
-        }
-        let mut header = [0u8; HEADER_LEN];
-        header[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-        header[4..8].copy_from_slice(&(fds.len() as u32).to_le_bytes());
-        // The header goes alone with the descriptors, then the payload as a plain write:
-        // a short sendmsg never splits the descriptors from their frame.
+        let header = header(payload.len(), fds.len())?;
+        // Header and payload in one sendmsg, the descriptors attached to it: the reader
+        // is woken once per frame, and the descriptors ride with the header's first byte
+        // even when the kernel takes only part of the frame (the rest follows without).
         let mut sent = 0;
-        while sent < HEADER_LEN {
-            let iov = [IoSlice::new(&header[sent..])];
-            let cmsgs = [ControlMessage::ScmRights(fds)];
-            let cmsgs: &[ControlMessage] = if sent == 0 && !fds.is_empty() {
-                &cmsgs
-            } else {
-                &[]
-            };
-            match sendmsg::<()>(
-                self.stream.as_raw_fd(),
-                &iov,
-                cmsgs,
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            ) {
+        let total = HEADER_LEN + payload.len();
+        while sent < total {
+            match send_some(&self.stream, &header, payload, sent, fds, MsgFlags::empty()) {
                 Ok(n) => sent += n,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(errno) => return Err(WireError::Io(errno.into())),
             }
         }
-        (&self.stream).write_all(payload)?;
         Ok(())
     }
 
     /// The socket written to.
     pub fn stream(&self) -> &UnixStream {
         &self.stream
+    }
+}
+
+/// The header of a frame of `len` payload bytes and `fds` descriptors, if they are allowed.
+fn header(len: usize, fds: usize) -> Result<[u8; HEADER_LEN], WireError> {
+    if len > MAX_FRAME_LEN {
+        return Err(WireError::TooLarge { len });
+    }
+    if fds > MAX_FDS_PER_FRAME {
+        return Err(WireError::BadDescriptors {
+            declared: fds,
+            available: fds,
+        });
+    }
+    let mut header = [0u8; HEADER_LEN];
+    header[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+    header[4..8].copy_from_slice(&(fds as u32).to_le_bytes());
+    Ok(header)
+}
+
+/// One `sendmsg` of the frame `header` + `payload` from byte `sent` on; the descriptors go
+/// with the frame's first byte (when `sent` is 0), never later.
+fn send_some(
+    stream: &UnixStream,
+    header: &[u8],
+    payload: &[u8],
+    sent: usize,
+    fds: &[RawFd],
+    flags: MsgFlags,
+) -> nix::Result<usize> {
+    let (head, body) = if sent < header.len() {
+        (&header[sent..], payload)
+    } else {
+        (&[][..], &payload[sent - header.len()..])
+    };
+    let iov = [IoSlice::new(head), IoSlice::new(body)];
+    let cmsgs = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if sent == 0 && !fds.is_empty() {
+        &cmsgs
+    } else {
+        &[]
+    };
+    sendmsg::<()>(
+        stream.as_raw_fd(),
+        &iov,
+        cmsgs,
+        flags | MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+}
+
+/// A frame that may go out in pieces without ever blocking the writer: for a sender that
+/// must not wait for a slow reader (it queues what the socket does not take, and writes
+/// the rest once the socket is writable again).
+pub struct Outgoing {
+    header: [u8; HEADER_LEN],
+    payload: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    sent: usize,
+}
+
+impl Outgoing {
+    /// `message` as a frame with `fds` (kept open until the frame's first byte is sent).
+    pub fn new<T: Serialize>(message: &T, fds: Vec<OwnedFd>) -> Result<Outgoing, WireError> {
+        let payload =
+            serde_json::to_vec(message).map_err(|e| WireError::Malformed(e.to_string()))?;
+        Ok(Outgoing {
+            header: header(payload.len(), fds.len())?,
+            payload,
+            fds,
+            sent: 0,
+        })
+    }
+
+    /// Writes what `writer`'s socket takes now, without blocking. `Ok(true)` once the
+    /// whole frame is sent, `Ok(false)` when the socket is full (call again once it is
+    /// writable), `Err` when the connection failed.
+    pub fn write_nonblocking(&mut self, writer: &FrameWriter) -> std::io::Result<bool> {
+        let total = HEADER_LEN + self.payload.len();
+        while self.sent < total {
+            let raw: Vec<RawFd> = if self.sent == 0 {
+                self.fds.iter().map(AsRawFd::as_raw_fd).collect()
+            } else {
+                Vec::new()
+            };
+            match send_some(
+                &writer.stream,
+                &self.header,
+                &self.payload,
+                self.sent,
+                &raw,
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(n) => {
+                    if self.sent == 0 {
+                        // The peer has its copies now.
+                        self.fds.clear();
+                    }
+                    self.sent += n;
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => return Ok(false),
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether part of the frame is already on the wire (then the rest must follow before
+    /// any other frame).
+    pub fn started(&self) -> bool {
+        self.sent > 0
     }
 }
 
@@ -238,7 +327,7 @@ pub fn split(stream: UnixStream) -> std::io::Result<(FrameReader, FrameWriter)> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Seek};
+    use std::io::{Read, Seek, Write};
     use std::os::fd::AsFd;
 
     #[test]
@@ -331,6 +420,56 @@ mod tests {
             reader.recv::<u32>(),
             Err(WireError::BadDescriptors { declared: 2, .. })
         ));
+    }
+
+    #[test]
+    fn outgoing_frames_never_block_and_arrive_whole_with_their_descriptors() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let writer = FrameWriter::new(a);
+        let mut file = tempfile();
+        file.write_all(b"queued").unwrap();
+        // Nobody reads: the socket fills, and the writer is told instead of blocking.
+        let text = "y".repeat(100_000);
+        let mut queue = std::collections::VecDeque::new();
+        let mut full = false;
+        for i in 0..64u32 {
+            let fds = if i % 5 == 0 {
+                vec![file.as_fd().try_clone_to_owned().unwrap()]
+            } else {
+                vec![]
+            };
+            let mut frame = Outgoing::new(&(i, &text), fds).unwrap();
+            if queue.is_empty() && frame.write_nonblocking(&writer).unwrap() {
+                continue;
+            }
+            full = true;
+            queue.push_back(frame);
+        }
+        assert!(full, "the socket never filled");
+        let reading = std::thread::spawn(move || {
+            let mut reader = FrameReader::new(b);
+            for i in 0..64u32 {
+                let ((n, got), fds): ((u32, String), _) = reader.recv().unwrap().unwrap();
+                assert_eq!(n, i);
+                assert_eq!(got.len(), 100_000);
+                assert_eq!(fds.len(), usize::from(i % 5 == 0));
+                for fd in fds {
+                    let mut copy = std::fs::File::from(fd);
+                    copy.rewind().unwrap();
+                    let mut text = String::new();
+                    copy.read_to_string(&mut text).unwrap();
+                    assert_eq!(text, "queued");
+                }
+            }
+        });
+        while let Some(frame) = queue.front_mut() {
+            if frame.write_nonblocking(&writer).unwrap() {
+                queue.pop_front();
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        reading.join().unwrap();
     }
 
     fn tempfile() -> std::fs::File {

@@ -19,7 +19,7 @@ pub mod peer;
 pub mod service;
 pub mod std_handles;
 
-pub use frame::{FrameReader, FrameWriter, WireError, MAX_FDS_PER_FRAME, MAX_FRAME_LEN};
+pub use frame::{FrameReader, FrameWriter, Outgoing, WireError, MAX_FDS_PER_FRAME, MAX_FRAME_LEN};
 pub use peer::{peer_credentials, PeerCredentials};
 pub use service::{ClientMessage, ServiceMessage, PROTOCOL_VERSION};
 
