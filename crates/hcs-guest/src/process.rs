@@ -445,7 +445,8 @@ impl Processes {
         let table = lock(&self.table);
         match table.live.get(&pid) {
             Some(entry) => {
-                entry.stdin_stop.fire();
+                // Drain, not stop: the bytes written before the close still arrive.
+                entry.stdin_stop.drain();
                 Ok(())
             }
             None if table.gone.contains(&pid) => Ok(()),

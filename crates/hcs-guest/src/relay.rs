@@ -1,7 +1,8 @@
 //! Copying bytes between a process's pipes (or pty) and its stdio streams: one thread per
 //! direction, non-blocking descriptors, `poll` only when a side would block, and a
-//! [`Stop`] that ends a relay at once (a closed stdin, or a grandchild that keeps an
-//! output pipe open after the process exited).
+//! [`Stop`] that ends a relay at once (a process that exited, or a grandchild that keeps an
+//! output pipe open after it) or once its source has gone quiet (a stdin closed by the host,
+//! [`Stop::drain`]).
 
 use crate::error::Error;
 use crate::transport::lock;
@@ -15,10 +16,16 @@ use std::sync::Mutex;
 /// Bytes moved per `read`/`write`.
 pub const CHUNK: usize = 256 * 1024;
 
+/// How long a draining relay waits for more bytes before it ends. The host's request to
+/// close stdin travels on the control connection, apart from the stdin stream, so bytes
+/// the client wrote before asking may still be on their way through the vsock device.
+pub const DRAIN_QUIET_MS: u16 = 250;
+
 /// A one-shot broadcast signal: once fired, every relay watching it ends, whether it is
 /// copying (checked between chunks) or waiting in `poll` (the wake pipe hangs up).
 pub struct Stop {
     fired: AtomicBool,
+    draining: AtomicBool,
     wake_rx: OwnedFd,
     wake_tx: Mutex<Option<OwnedFd>>,
 }
@@ -30,6 +37,7 @@ impl Stop {
             .map_err(|e| Error::os("pipe", e))?;
         Ok(Self {
             fired: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             wake_rx: rx,
             wake_tx: Mutex::new(Some(tx)),
         })
@@ -42,9 +50,22 @@ impl Stop {
         lock(&self.wake_tx).take();
     }
 
+    /// Ends the relays once their source has had nothing to read for [`DRAIN_QUIET_MS`] (or
+    /// at end of file, or at once if [`Stop::fire`] follows): what was sent before is kept.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        // Wakes the pollers, which from now on poll their descriptor alone.
+        lock(&self.wake_tx).take();
+    }
+
     /// Whether [`Stop::fire`] was called.
     pub fn fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Whether [`Stop::drain`] was called.
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 }
 
@@ -79,6 +100,13 @@ pub fn pump(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, stop: &Stop) -> (End, u64)
         let n = match nix::unistd::read(src.as_raw_fd(), &mut buf) {
             Ok(0) => return (End::Eof, total),
             Ok(n) => n,
+            Err(Errno::EAGAIN) if stop.draining() => {
+                let mut fds = [PollFd::new(src, PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::from(DRAIN_QUIET_MS)) {
+                    Ok(0) => return (End::Stopped, total),
+                    _ => continue,
+                }
+            }
             Err(Errno::EAGAIN) => {
                 if !wait(src, PollFlags::POLLIN, stop) {
                     return (End::Stopped, total);
@@ -146,13 +174,35 @@ pub fn splice_pipe(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, stop: &Stop) -> (En
 /// Waits until `fd` is ready for `events` (or has hung up); false when `stop` fired.
 fn wait(fd: BorrowedFd<'_>, events: PollFlags, stop: &Stop) -> bool {
     loop {
+        if stop.draining() {
+            // The wake pipe has hung up for good: poll `fd` alone, checking for a full
+            // stop between rounds.
+            if stop.fired() {
+                return false;
+            }
+            if events.contains(PollFlags::POLLIN) {
+                // The reader applies the quiet rule itself (see `pump`).
+                return true;
+            }
+            let mut fds = [PollFd::new(fd, events)];
+            match poll(&mut fds, PollTimeout::from(100u16)) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                _ => return true,
+            }
+        }
         let mut fds = [
             PollFd::new(fd, events),
             PollFd::new(stop.wake_rx.as_fd(), PollFlags::POLLIN),
         ];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {
-                if stop.fired() || fds[1].any().unwrap_or(false) {
+                if stop.fired() {
+                    return false;
+                }
+                if fds[1].any().unwrap_or(false) {
+                    if stop.draining() {
+                        continue;
+                    }
                     return false;
                 }
                 if fds[0].any().unwrap_or(true) {
@@ -210,5 +260,48 @@ mod tests {
         stop2.fire();
         assert_eq!(relay.join().expect("relay").0, End::Stopped);
         drop(stop);
+    }
+
+    #[test]
+    fn a_drain_keeps_what_arrives_until_the_source_is_quiet() {
+        let (src_rx, src_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        let (dst_rx, dst_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        set_nonblocking(src_rx.as_fd()).expect("nonblock");
+        let stop = std::sync::Arc::new(Stop::new().expect("stop"));
+        let relay = {
+            let stop = stop.clone();
+            std::thread::spawn(move || pump(src_rx.as_fd(), dst_tx.as_fd(), &stop))
+        };
+        let mut tx = std::fs::File::from(src_tx);
+        tx.write_all(b"before ").expect("write");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // The close request overtakes bytes still on their way: they must arrive all the same.
+        stop.drain();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        tx.write_all(b"in flight").expect("write");
+        // The writer stays open: the relay ends on the quiet, not on end of file.
+        let started = std::time::Instant::now();
+        let (end, total) = relay.join().expect("relay");
+        assert_eq!((end, total), (End::Stopped, 16));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(DRAIN_QUIET_MS as u64 / 2));
+        let mut all = Vec::new();
+        std::fs::File::from(dst_rx)
+            .read_to_end(&mut all)
+            .expect("read");
+        assert_eq!(all, b"before in flight");
+        drop(tx);
+
+        // A drain of a relay parked in poll with nothing more to come ends it after the quiet.
+        let (idle_rx, _idle_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        let (_out_rx, out_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        set_nonblocking(idle_rx.as_fd()).expect("nonblock");
+        let idle = std::sync::Arc::new(Stop::new().expect("stop"));
+        let relay = {
+            let idle = idle.clone();
+            std::thread::spawn(move || pump(idle_rx.as_fd(), out_tx.as_fd(), &idle))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        idle.drain();
+        assert_eq!(relay.join().expect("relay"), (End::Stopped, 0));
     }
 }

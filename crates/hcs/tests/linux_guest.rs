@@ -176,8 +176,6 @@ fn closing_stdin_through_modify_process_gives_eof_and_cat_exits() {
     let mut stdin = process.take_stdin().unwrap();
     let mut stdout = process.take_stdout().unwrap();
     stdin.write_all(b"kept\n").unwrap();
-    // Wait for cat's echo first: the agent's CloseStdin stops the stdin relay at once, and
-    // data still on its way to the guest would be lost.
     let mut echoed = [0u8; 5];
     stdout.read_exact(&mut echoed).unwrap();
     // The close is asked for with our end of stdin still open: only the modify ends cat.
@@ -196,6 +194,38 @@ fn closing_stdin_through_modify_process_gives_eof_and_cat_exits() {
     assert_eq!(
         format!("{}{rest}", String::from_utf8_lossy(&echoed)),
         "kept\n"
+    );
+    drop(stdin);
+}
+
+#[test]
+fn closing_stdin_right_after_writing_keeps_every_byte_written() {
+    let mut process = shared()
+        .create_process(&params(&["cat"], json!({"CreateStdInPipe": true})))
+        .unwrap();
+    let mut stdin = process.take_stdin().unwrap();
+    let mut stdout = process.take_stdout().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        stdout.read_to_end(&mut all).unwrap();
+        all
+    });
+    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    stdin.write_all(&data).unwrap();
+    // At once: the close travels on the control connection and overtakes bytes still on
+    // their way through the vsock device; the agent drains them before closing.
+    process
+        .modify(r#"{"Operation":"CloseHandle","CloseHandle":{"Handle":"StdIn"}}"#)
+        .wait()
+        .unwrap();
+    let echoed = reader.join().unwrap();
+    assert_eq!(echoed.len(), data.len(), "bytes lost at the close");
+    assert!(echoed == data, "bytes changed on the way");
+    assert_eq!(
+        process
+            .wait_for_exit_code(Some(Duration::from_secs(30)))
+            .unwrap(),
+        0
     );
     drop(stdin);
 }
