@@ -139,6 +139,33 @@ fn refused(document: &str) -> hcs::Error {
 }
 
 #[test]
+fn rule_53_shutdown_without_a_guest_connection_presses_the_power_button() {
+    let _one = ONE_VM.lock();
+    // The same guest without HvSocket and GuestConnection: the host cannot reach the
+    // agent, and the start does not wait for the boot.
+    let mut document: Value = serde_json::from_str(&linux::linux_vm()).unwrap();
+    let vm = document["VirtualMachine"].as_object_mut().unwrap();
+    vm.remove("GuestConnection");
+    vm["Devices"].as_object_mut().unwrap().remove("HvSocket");
+    let id = common::unique_id("linux-button");
+    let system = ComputeSystem::create(&id, &document.to_string())
+        .wait()
+        .expect("create");
+    system.start().wait().expect("start");
+    // At once, during the boot: a press before the guest watches the button is lost, so
+    // the host presses again until the guest's agent powers it off.
+    system
+        .shutdown(None)
+        .wait()
+        .expect("the guest powers off on the power button");
+    let status = exit_status(&system);
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    assert_eq!(status["Status"], 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(linux::qemu_pids(&id).is_empty());
+}
+
+#[test]
 fn qemu_killed_during_boot_fails_the_start_with_how_it_ended() {
     let _one = ONE_VM.lock();
     let id = common::unique_id("linux-killed-boot");
