@@ -21,6 +21,7 @@
 //! compute systems' semantics: every request about a system is answered by `hcs-host`
 //! inside that system's worker, exactly as the embedded host answers it.
 
+pub mod client_out;
 pub mod link;
 pub mod service;
 pub mod state;

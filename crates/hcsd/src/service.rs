@@ -4,18 +4,20 @@
 //! Every client connection is one session. A request about a compute system goes to the
 //! worker its handle is bound to (create binds to a new worker, open to the worker of the
 //! id); what belongs to no system (enumeration, service properties, counts) is answered
-//! here. Replies and notifications come back from workers tagged with the session and are
-//! queued to the client's writer thread, so a slow client never stalls a worker.
+//! here. Replies and notifications come back from workers tagged with the session; the
+//! thread that reads them writes them to the client's socket itself, without blocking
+//! (what the socket does not take waits for the client's writer thread: `client_out`), so
+//! a slow client never stalls a worker.
 //!
 //! When a worker dies without saying it is done, every handle bound to it is told its
 //! system exited (`UnexpectedExit`), its processes' handles that they were lost, and its
 //! pending requests fail with `HCS_E_UNEXPECTED_EXIT`; later requests on those handles get
 //! the answers of a stopped system (HCS-API rule 27).
 
+use crate::client_out::{ClientOut, Pushed};
 use crate::link::WorkerLink;
 use crate::state::StateDir;
 use crate::worker_protocol::{FromWorker, ToWorker, SERVICE_SESSION};
-use crossbeam_channel::{Sender, TrySendError};
 use hcs_host::{
     Failure, HostMessage, Notification, ProcessHandle, ProcessRequest, Request, RequestBody,
     SystemHandle, SystemRequest,
@@ -26,7 +28,7 @@ use hcs_wire::{
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,24 +107,25 @@ struct ClientState {
 struct Client {
     session: u64,
     peer: PeerCredentials,
-    out: Sender<(ServiceMessage, Vec<OwnedFd>)>,
-    stream: UnixStream,
+    out: Arc<ClientOut>,
     state: Mutex<ClientState>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // The writer thread sends what still waits, then lets the socket go.
+        self.out.close();
+    }
 }
 
 impl Client {
     fn push(&self, message: ServiceMessage, fds: Vec<OwnedFd>) {
-        match self.out.try_send((message, fds)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!(
-                    session = self.session,
-                    pid = self.peer.pid,
-                    "client does not read its messages: disconnecting it"
-                );
-                let _ = self.stream.shutdown(std::net::Shutdown::Both);
-            }
-            Err(TrySendError::Disconnected(_)) => {}
+        if self.out.push(&message, fds) == Pushed::Overflow {
+            tracing::warn!(
+                session = self.session,
+                pid = self.peer.pid,
+                "client does not read its messages: disconnecting it"
+            );
         }
     }
 
@@ -311,40 +314,23 @@ impl Router {
         }
         let _ = reader.stream().set_read_timeout(None);
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
-        let Ok(stream) = writer.stream().try_clone() else {
+        let Ok(out) = ClientOut::start(writer, CLIENT_QUEUE) else {
             return;
         };
-        let (out, queue) =
-            crossbeam_channel::bounded::<(ServiceMessage, Vec<OwnedFd>)>(CLIENT_QUEUE);
         let client = Arc::new(Client {
             session,
             peer,
             out,
-            stream,
             state: Mutex::new(ClientState::default()),
         });
-        let _ = client.out.try_send((
+        client.push(
             ServiceMessage::Welcome {
                 version: hcs_wire::PROTOCOL_VERSION,
                 service: format!("hcsd {}", env!("CARGO_PKG_VERSION")),
                 pid: std::process::id(),
             },
             Vec::new(),
-        ));
-        let writer_thread = std::thread::Builder::new()
-            .name("hcsd-client-out".into())
-            .spawn(move || {
-                for (message, fds) in queue {
-                    let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-                    if writer.send(&message, &raw).is_err() {
-                        let _ = writer.stream().shutdown(std::net::Shutdown::Both);
-                        break;
-                    }
-                }
-            });
-        if writer_thread.is_err() {
-            return;
-        }
+        );
         self.clients.lock().insert(session, Arc::clone(&client));
         tracing::info!(session, uid = peer.uid, pid = peer.pid, client = %client_name, "client connected");
         loop {
@@ -408,7 +394,7 @@ impl Router {
             pid = client.peer.pid,
             "client disconnected"
         );
-        // The writer thread ends when the last sender (this client) is dropped.
+        // The writer thread ends when the last reference to the client is dropped.
     }
 
     /// Sends `request` to `link` for `client`, remembering it as pending.
