@@ -7,12 +7,13 @@
 //! declares. A frame longer than [`MAX_FRAME_LEN`] or declaring more than
 //! [`MAX_FDS_PER_FRAME`] descriptors is refused: the stream cannot be trusted after it.
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 /// The longest payload accepted (16 MiB): far above any HCS document, small enough that a
@@ -129,7 +130,7 @@ impl FrameReader {
                 self.stream.as_raw_fd(),
                 &mut iov,
                 Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
+                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
             ) {
                 Ok(msg) => {
                     let mut received = Vec::new();
@@ -141,6 +142,7 @@ impl FrameReader {
                     break (msg.bytes, received);
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => self.wait_readable()?,
                 Err(errno) => return Err(WireError::Io(errno.into())),
             }
         };
@@ -154,6 +156,30 @@ impl FrameReader {
         }
         self.buffer.extend_from_slice(&chunk[..read]);
         Ok(())
+    }
+
+    /// Waits until the socket has something to read (or its read timeout,
+    /// `SO_RCVTIMEO`, passes: then `WouldBlock`, as a blocking read would fail).
+    ///
+    /// In `poll` rather than in a blocking `recvmsg`: the kernel wakes every thread that
+    /// sleeps on a Unix socket whenever the peer consumes what this side wrote (to announce
+    /// write space), and a thread blocked in `recvmsg` wakes for that too, only to find
+    /// nothing and sleep again; `poll` for `POLLIN` filters those wake-ups out. That was one
+    /// needless cross-CPU wake-up per frame on every connection.
+    fn wait_readable(&self) -> Result<(), WireError> {
+        let timeout = match self.stream.read_timeout()? {
+            None => PollTimeout::NONE,
+            Some(limit) => PollTimeout::try_from(limit).unwrap_or(PollTimeout::MAX),
+        };
+        loop {
+            let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(0) => return Err(WireError::Io(nix::errno::Errno::EAGAIN.into())),
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(errno) => return Err(WireError::Io(errno.into())),
+            }
+        }
     }
 
     /// The socket read from.
