@@ -107,6 +107,15 @@ impl HandleObject {
     /// Remembers a callback-less operation aimed at this handle (for rule 55).
     pub fn track(&self, operation: &Arc<Operation>) {
         let mut events = self.events.lock();
+        // A reused operation is tracked once: one entry per use made the list grow with
+        // every request and this sweep cost O(uses) per call.
+        if events
+            .tracked
+            .iter()
+            .any(|weak| std::ptr::eq(weak.as_ptr(), Arc::as_ptr(operation)))
+        {
+            return;
+        }
         if events.tracked.len() >= 32 {
             events
                 .tracked
