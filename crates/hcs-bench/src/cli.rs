@@ -70,6 +70,9 @@ pub struct Options {
     pub vms: usize,
     /// The `hcsd` binary of the service part (default: next to this binary).
     pub hcsd: Option<std::path::PathBuf>,
+    /// Boot rounds of each line of the linux part (TCG boots swing; more rounds steady the
+    /// median).
+    pub boot_rounds: usize,
 }
 
 impl Default for Options {
@@ -77,6 +80,7 @@ impl Default for Options {
         Options {
             parts: Part::ALL.to_vec(),
             iterations: 300,
+            boot_rounds: 5,
             qemu_iterations: 50,
             warmup: 10,
             requests: 5000,
@@ -102,6 +106,7 @@ options:
   --threads N           throughput client threads (default 16)
   --seconds S           throughput duration per VM size, and of the service's (default 5)
   --vms N               idle VMs for the memory and service parts (default 100)
+  --boot-rounds N       linux: boots of ours and of bare QEMU, interleaved (default 5)
   --hcsd PATH           the hcsd binary of the service part (default: next to this one;
                         build it with cargo build --release -p hcsd)
   -h, --help            this text";
@@ -127,6 +132,7 @@ impl Options {
                 "--requests" => options.requests = number(&arg, &value(&arg)?)?.max(1),
                 "--threads" => options.threads = number(&arg, &value(&arg)?)?.max(1),
                 "--vms" => options.vms = number(&arg, &value(&arg)?)?.max(1),
+                "--boot-rounds" => options.boot_rounds = number(&arg, &value(&arg)?)?.max(1),
                 "--hcsd" => options.hcsd = Some(value(&arg)?.into()),
                 "--seconds" => {
                     let v = value(&arg)?;
@@ -168,7 +174,7 @@ impl Options {
                 self.duration.as_secs_f64()
             ),
             Part::Memory => format!("--vms {}", self.vms),
-            Part::Linux => String::new(),
+            Part::Linux => format!("--boot-rounds {}", self.boot_rounds),
             Part::Service => format!(
                 "--requests {} --warmup {} --seconds {} --vms {}",
                 self.requests,

@@ -27,8 +27,6 @@ use crate::cli::Options;
 use crate::stats::{interleaved, table, Samples, Summary, Unit};
 use crate::{BenchError, Result};
 
-/// Boot rounds of each line (interleaved).
-const BOOT_ROUNDS: usize = 5;
 /// `/bin/true` round trips.
 const ROUND_TRIPS: usize = 100;
 /// Bytes of stdout streamed.
@@ -462,7 +460,8 @@ fn memory(system: &ComputeSystem, id: &str) -> Result<Memory> {
 }
 
 /// Runs the part and prints its figures.
-pub fn run(_options: &Options) -> Result<()> {
+pub fn run(options: &Options) -> Result<()> {
+    let boot_rounds = options.boot_rounds;
     println!("== linux: Linux guests under QEMU (boot, processes, stdout, memory) ==");
     let host_total = kib_field(
         &std::fs::read_to_string("/proc/meminfo").map_err(|e| e.to_string())?,
@@ -527,7 +526,7 @@ pub fn run(_options: &Options) -> Result<()> {
     // A failed boot (the agent's 60 s timeout on a loaded machine) is reported and left out.
     let mut failures = [0usize; 2];
     let mut kept = [Samples::default(), Samples::default()];
-    interleaved(2, 0, BOOT_ROUNDS, |line| {
+    interleaved(2, 0, boot_rounds, |line| {
         let outcome = match line {
             0 => boot(512).map(|(system, _, elapsed)| {
                 stop(system);
@@ -551,7 +550,7 @@ pub fn run(_options: &Options) -> Result<()> {
     let ours = kept[0].summary().ok_or("no boot of ours succeeded")?;
     let peer = kept[1].summary().ok_or("no bare boot succeeded")?;
 
-    print_boot(ours, peer);
+    print_boot(options, ours, peer);
     Ok(())
 }
 
@@ -565,8 +564,9 @@ struct Rest {
     host_total: u64,
 }
 
-fn print_boot(ours: Summary, peer: Summary) {
-    println!("\n1. boot to agent-ready (512 MB, 2 vCPUs, TCG), {BOOT_ROUNDS} rounds interleaved");
+fn print_boot(options: &Options, ours: Summary, peer: Summary) {
+    let boot_rounds = options.boot_rounds;
+    println!("\n1. boot to agent-ready (512 MB, 2 vCPUs, TCG), {boot_rounds} rounds interleaved");
     print!(
         "{}",
         table(
@@ -582,7 +582,10 @@ fn print_boot(ours: Summary, peer: Summary) {
         "  ours/bare p50 {ratio:.3}x (goal < 1.05: {})",
         if ratio < 1.05 { "met" } else { "MISSED" },
     );
-    println!("  reproduce: cargo run --release -p hcs-bench -- linux");
+    println!(
+        "  reproduce: {}",
+        options.reproduce(crate::cli::Part::Linux)
+    );
 }
 
 fn print_rest(r: &Rest) {
