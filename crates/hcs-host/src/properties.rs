@@ -24,6 +24,8 @@ pub(crate) struct Snapshot<'a> {
     pub cpu_time_100ns: u64,
     /// The guest agent's protocol version and what it said of itself, once connected.
     pub guest: Option<(u32, serde_json::Value)>,
+    /// The guest's processes, when `ProcessList` was asked for and an agent answered.
+    pub process_list: Option<Vec<hcs_schema::ProcessDetails>>,
 }
 
 /// The HCS name of a lifecycle state, as `Properties.State` spells it.
@@ -137,7 +139,10 @@ pub(crate) fn document(snapshot: &Snapshot<'_>, query: Option<&SystemPropertyQue
                     });
                 }
             }
-            // No shared memory or process list yet: omitted (HCS-API §7.6).
+            SystemPropertyType::ProcessList => {
+                properties.process_list = snapshot.process_list.clone();
+            }
+            // No shared memory yet: omitted (HCS-API §7.6).
             _ => {}
         }
     }

@@ -730,12 +730,29 @@ impl System {
         };
         // Reading the vCPUs' CPU time costs a /proc read per vCPU: only when asked, and
         // never under the state lock.
-        let wants_statistics = query
-            .and_then(|q| q.property_types.as_ref())
-            .is_some_and(|types| types.contains(&hcs_schema::SystemPropertyType::Statistics));
+        let wants = |kind: hcs_schema::SystemPropertyType| {
+            query
+                .and_then(|q| q.property_types.as_ref())
+                .is_some_and(|types| types.contains(&kind))
+        };
+        let wants_statistics = wants(hcs_schema::SystemPropertyType::Statistics);
         let cpu_time_100ns = match (&vm, wants_statistics) {
             (Some(vm), true) => vm.cpu_time_100ns(),
             _ => 0,
+        };
+        // The process list is the agent's to give: asked only when wanted; a guest that
+        // cannot answer leaves it out rather than failing the whole query.
+        let guest = self.guest();
+        let process_list = match &guest {
+            Some(guest) if wants(hcs_schema::SystemPropertyType::ProcessList) => {
+                match guest.request(proto::Request::ListProcesses) {
+                    Ok(proto::ResponseBody::Processes { processes }) => {
+                        Some(processes.into_iter().map(process_details).collect())
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
         };
         let snapshot = properties::Snapshot {
             id: &self.id,
@@ -746,7 +763,8 @@ impl System {
             exit_type,
             started_at,
             cpu_time_100ns,
-            guest: self.guest().map(|g| {
+            process_list,
+            guest: guest.map(|g| {
                 (
                     g.version,
                     serde_json::json!({
@@ -758,6 +776,18 @@ impl System {
             }),
         };
         properties::document(&snapshot, query)
+    }
+}
+
+/// One guest process as `Properties.ProcessList` describes it.
+fn process_details(entry: proto::ProcessEntry) -> hcs_schema::ProcessDetails {
+    hcs_schema::ProcessDetails {
+        process_id: Some(entry.pid),
+        image_name: Some(entry.name),
+        user_time100ns: Some(entry.user_time_100ns),
+        kernel_time100ns: Some(entry.kernel_time_100ns),
+        memory_working_set_private_bytes: Some(entry.resident_bytes),
+        ..hcs_schema::ProcessDetails::default()
     }
 }
 

@@ -231,6 +231,32 @@ fn closing_stdin_right_after_writing_keeps_every_byte_written() {
 }
 
 #[test]
+fn the_process_list_property_lists_the_guest_processes() {
+    let system = shared();
+    let process = system
+        .create_process(&params(&["sleep", "600"], json!({})))
+        .unwrap();
+    let pid = process.pid();
+    let properties = system
+        .properties(Some(r#"{"PropertyTypes":["ProcessList"]}"#))
+        .wait()
+        .unwrap();
+    let properties: Value = serde_json::from_str(&properties).unwrap();
+    let list = properties["ProcessList"].as_array().expect("a ProcessList");
+    let sleep = list
+        .iter()
+        .find(|p| p["ProcessId"] == pid)
+        .unwrap_or_else(|| panic!("pid {pid} not in {list:?}"));
+    assert_eq!(sleep["ImageName"], "sleep", "{sleep}");
+    // The agent is PID 1 of the guest.
+    assert!(list.iter().any(|p| p["ProcessId"] == 1), "{list:?}");
+    // Only when asked for.
+    let plain: Value = serde_json::from_str(&system.properties(None).wait().unwrap()).unwrap();
+    assert!(plain.get("ProcessList").is_none(), "{plain}");
+    process.terminate().wait().unwrap();
+}
+
+#[test]
 fn console_size_at_create_and_through_modify_process() {
     let mut process = shared()
         .create_process(&params(
