@@ -242,6 +242,15 @@ pub enum Notification {
         /// The `SystemExitStatus` document.
         status: String,
     },
+    /// The guest agent's connection ended (`HcsEventSystemGuestConnectionClosed`),
+    /// expectedly or not: its agent exited, or the guest powered off, was terminated or
+    /// crashed. Sent once to each handle bound to the system when it ended, and only for
+    /// a system whose Start made a guest connection; when a stop ends it, before that
+    /// stop's `SystemExited`.
+    GuestConnectionClosed {
+        /// The handle told.
+        handle: SystemHandle,
+    },
     /// A guest process ended (or was lost with its system); sent once to each process
     /// handle bound to it, after the reply that bound the handle.
     ProcessExited {
@@ -335,6 +344,7 @@ mod tests {
                 result: HResult::HCS_E_INVALID_STATE,
                 document: Some(r#"{"Error":-2143878907}"#.into()),
             }),
+            HostMessage::Notification(Notification::GuestConnectionClosed { handle: 1 }),
             HostMessage::Notification(Notification::SystemExited {
                 handle: 1,
                 status: r#"{"Status":0,"ExitType":"ForcedExit"}"#.into(),

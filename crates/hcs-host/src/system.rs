@@ -154,6 +154,18 @@ struct State {
     stop_after_reply: Option<StopCause>,
 }
 
+/// The end of the agent's connection as the handles are told of it
+/// (`GuestConnectionClosed`, once per system).
+#[derive(Default)]
+struct GuestClose {
+    /// Start made the agent's connection the system's.
+    connected: bool,
+    /// The connection's reader saw it end.
+    ended: bool,
+    /// Told, or the system has stopped: never (again).
+    done: bool,
+}
+
 /// One compute system.
 pub(crate) struct System {
     pub id: String,
@@ -164,6 +176,9 @@ pub(crate) struct System {
     state: Mutex<State>,
     /// Signalled when `exit_told` becomes true.
     exit_told: Condvar,
+    /// Held while the end of the guest connection is told, so that the stop's exit,
+    /// told after it, never overtakes it. Taken before `state`, never inside it.
+    guest_close: Mutex<GuestClose>,
     jobs: Sender<Job>,
     /// Guest processes created through this system.
     pub processes: ProcessTable,
@@ -200,6 +215,7 @@ impl System {
                 stop_after_reply: None,
             }),
             exit_told: Condvar::new(),
+            guest_close: Mutex::new(GuestClose::default()),
             jobs,
             processes: ProcessTable::default(),
         });
@@ -382,6 +398,9 @@ impl System {
         if let Some(guest) = guest {
             guest.close();
         }
+        // The connection's end before the exit, whichever thread sees it first; nothing
+        // of it after the exit.
+        self.tell_guest_closed(&mut self.guest_close.lock());
         let lost = cause.pending_result(None, self.settings.stop_on_reset);
         self.processes.lose_all(if lost.succeeded() {
             HResult::HCS_E_CONNECTION_CLOSED
@@ -413,6 +432,32 @@ impl System {
         }
         let mut state = self.state.lock();
         self.enqueue(&mut state, None, JobKind::Quit);
+    }
+
+    /// Tells every handle bound now that the agent's connection ended, if it was the
+    /// system's and this was not told yet; called with `guest_close` held. Marks it done
+    /// either way, so that nothing follows a stop.
+    fn tell_guest_closed(&self, close: &mut GuestClose) {
+        if std::mem::replace(&mut close.done, true) || !close.connected {
+            return;
+        }
+        let targets = self.state.lock().handles.clone();
+        for (session, _, handle) in targets {
+            if let Some(session) = session.upgrade() {
+                session.deliver(HostMessage::Notification(
+                    Notification::GuestConnectionClosed { handle },
+                ));
+            }
+        }
+    }
+
+    /// The reader of the agent's connection saw it end.
+    fn guest_connection_ended(&self) {
+        let mut close = self.guest_close.lock();
+        close.ended = true;
+        if close.connected {
+            self.tell_guest_closed(&mut close);
+        }
     }
 
     /// Waits until the exit is recorded and told to every handle, at most `timeout`.
@@ -840,6 +885,7 @@ impl GuestEvents for SystemGuestEvents {
     fn connection_closed(&self) {
         if let Some(system) = self.system.upgrade() {
             tracing::debug!(id = %system.id, "guest connection closed");
+            system.guest_connection_ended();
             // A stopping system reports its processes lost with the stop's own code.
             if matches!(system.life(), Life::Running | Life::Paused) {
                 // Processes cannot report their exits any more.
@@ -864,10 +910,25 @@ impl System {
         let gone = || !matches!(self.life(), Life::Running | Life::Paused);
         match listener.accept(guest_connect_timeout(), &gone, events) {
             Ok(guest) => {
-                let mut state = self.state.lock();
-                if matches!(state.life, Life::Running | Life::Paused) {
-                    state.guest = Some(guest);
+                // Under `guest_close`, so that a stop that takes this connection also
+                // sees it as the system's and tells its end before the exit.
+                let mut close = self.guest_close.lock();
+                let kept = {
+                    let mut state = self.state.lock();
+                    let running = matches!(state.life, Life::Running | Life::Paused);
+                    if running {
+                        state.guest = Some(Arc::clone(&guest));
+                    }
+                    running
+                };
+                if kept {
+                    close.connected = true;
+                    // An agent that left at once, before its connection was kept.
+                    if close.ended {
+                        self.tell_guest_closed(&mut close);
+                    }
                 } else {
+                    drop(close);
                     guest.close();
                 }
                 Ok(None)

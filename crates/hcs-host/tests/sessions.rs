@@ -109,6 +109,14 @@ fn rule_53_exit_notifications_precede_the_terminate_reply_on_every_handle() {
     let mut handles: Vec<u64> = exits.iter().map(|&(_, h)| h).collect();
     handles.sort();
     assert_eq!(handles, vec![10, 11]);
+    // HCS-API §4.1: the empty VM has no guest connection, so none closes.
+    assert!(
+        !messages.iter().any(|m| matches!(
+            m,
+            HostMessage::Notification(Notification::GuestConnectionClosed { .. })
+        )),
+        "{messages:?}"
+    );
     assert_eq!(host.system_count(), 0);
     assert_eq!(host.live_vm_count(), 0);
 }

@@ -480,6 +480,11 @@ impl Client {
                     system.exited(&self.dispatcher, status);
                 }
             }
+            HostMessage::Notification(Notification::GuestConnectionClosed { handle }) => {
+                if let Some(system) = self.systems.get(handle) {
+                    system.guest_connection_closed(&self.dispatcher);
+                }
+            }
             HostMessage::Notification(Notification::ProcessExited { handle, status }) => {
                 if let Some(process) = self.processes.get(handle) {
                     process.exited(&self.dispatcher, status);

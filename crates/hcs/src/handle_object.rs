@@ -190,6 +190,23 @@ impl HandleObject {
         }
     }
 
+    /// The system's guest connection ended: one `SystemGuestConnectionClosed` event with
+    /// no data (HCS-API §4.1), never after the exit.
+    pub fn guest_connection_closed(self: &Arc<Self>, dispatcher: &Arc<Dispatcher>) {
+        if self.exit.lock().is_some() {
+            return;
+        }
+        let mut events = self.events.lock();
+        if events.callback.is_some() && !events.closed {
+            events.queue.push_back(Event {
+                event_type: EventType::SystemGuestConnectionClosed,
+                event_data: None,
+                operation: None,
+            });
+            self.schedule(&mut events, dispatcher);
+        }
+    }
+
     /// The service connection this handle was made on is lost (rule 36): exit waiters
     /// give up, and the event callback, if any, gets one `ServiceDisconnect` event.
     pub fn service_disconnected(self: &Arc<Self>, dispatcher: &Arc<Dispatcher>) {

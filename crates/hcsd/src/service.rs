@@ -893,7 +893,9 @@ impl Router {
                         binding.exited = true;
                     }
                 }
-                HostMessage::Notification(Notification::SystemExited { .. }) => {}
+                HostMessage::Notification(
+                    Notification::SystemExited { .. } | Notification::GuestConnectionClosed { .. },
+                ) => {}
             }
         }
         if create_failed {
