@@ -126,6 +126,14 @@ fn rule_26_terminate_gives_one_forced_exit_event_per_handle() {
         a.of_type(EventType::OperationCallback).is_empty(),
         "rule 34"
     );
+    for recorder in [&a, &b] {
+        assert!(
+            recorder
+                .of_type(EventType::SystemGuestConnectionClosed)
+                .is_empty(),
+            "§4.1: the empty VM has no guest connection to close"
+        );
+    }
     close_compute_system(system);
     close_compute_system(other);
 }

@@ -1,14 +1,14 @@
 //! Linux guests that stop: graceful shutdown through the agent, terminate with processes
-//! running, a kernel panic, a crash, QEMU killed from outside, and the documents that must
+//! running (each closing the guest connection before the exit, HCS-API §4.1), a kernel panic, a crash, QEMU killed from outside, and the documents that must
 //! be refused (missing kernel, unreadable initrd, command line too long). Each test that
 //! stops its VM boots its own. Rule numbers are HCS-API.md's.
 
 mod common;
 mod linux;
 
-use hcs::{ComputeSystem, HResult};
+use hcs::{ComputeSystem, EventStream, EventType, HResult};
 use serde_json::Value;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One of these tests' VMs at a time: TCG boots of several at once on two cores would
 /// only measure the contention.
@@ -28,6 +28,27 @@ fn exit_status(system: &ComputeSystem) -> Value {
     serde_json::from_str(&status).unwrap()
 }
 
+/// The types of the events of `events` up to the exit, and of any that follow it within a
+/// moment (so that a duplicate would show). `GuestConnectionClosed` carries no data.
+fn events_through_exit(events: &EventStream) -> Vec<EventType> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while !seen.contains(&EventType::SystemExited) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = events
+            .recv_timeout(left)
+            .unwrap_or_else(|| panic!("no SystemExited event; saw {seen:?}"));
+        if event.event_type == EventType::SystemGuestConnectionClosed {
+            assert_eq!(event.event_data, None, "GuestConnectionClosed has no data");
+        }
+        seen.push(event.event_type);
+    }
+    while let Some(event) = events.recv_timeout(Duration::from_millis(300)) {
+        seen.push(event.event_type);
+    }
+    seen
+}
+
 fn sleeper(system: &ComputeSystem) -> hcs::Process {
     system
         .create_process(r#"{"CommandArgs":["sleep","1000"]}"#)
@@ -35,15 +56,24 @@ fn sleeper(system: &ComputeSystem) -> hcs::Process {
 }
 
 #[test]
-fn rule_53_graceful_shutdown_through_the_agent_is_a_graceful_exit() {
+fn rule_53_graceful_shutdown_through_the_agent_closes_the_guest_connection_then_exits_gracefully() {
     let _one = ONE_VM.lock();
     let system = booted("linux-shutdown", &linux::linux_vm());
+    let events = system.events().expect("event callback");
     let process = sleeper(&system);
     system.shutdown(None).wait().expect("shutdown completes");
     // Rule 53: the exit is recorded before the shutdown completes.
     let status = exit_status(&system);
     assert_eq!(status["ExitType"], "GracefulExit", "{status}");
     assert_eq!(status["Status"], 0);
+    // §4.1: the expected close of the guest connection is raised too, once, before the exit.
+    assert_eq!(
+        events_through_exit(&events),
+        [
+            EventType::SystemGuestConnectionClosed,
+            EventType::SystemExited
+        ]
+    );
     // The agent ended the process before powering off; the host reports it lost.
     let ended = process
         .wait_for_exit(Some(Duration::from_secs(10)))
@@ -53,13 +83,22 @@ fn rule_53_graceful_shutdown_through_the_agent_is_a_graceful_exit() {
 }
 
 #[test]
-fn rule_53_terminate_while_processes_run() {
+fn rule_53_terminate_while_processes_run_closes_the_guest_connection_then_exits() {
     let _one = ONE_VM.lock();
     let system = booted("linux-terminate", &linux::linux_vm());
+    let events = system.events().expect("event callback");
     let processes: Vec<_> = (0..3).map(|_| sleeper(&system)).collect();
     system.terminate().wait().expect("terminate");
     let status = exit_status(&system);
     assert_eq!(status["ExitType"], "ForcedExit");
+    // §4.1: GuestConnectionClosed once, then the exit (rule 26: one exit event).
+    assert_eq!(
+        events_through_exit(&events),
+        [
+            EventType::SystemGuestConnectionClosed,
+            EventType::SystemExited
+        ]
+    );
     for process in &processes {
         let error = process
             .wait_for_exit_code(Some(Duration::from_secs(10)))
@@ -151,6 +190,7 @@ fn rule_53_shutdown_without_a_guest_connection_presses_the_power_button() {
     let system = ComputeSystem::create(&id, &document.to_string())
         .wait()
         .expect("create");
+    let events = system.events().expect("event callback");
     system.start().wait().expect("start");
     // At once, during the boot: a press before the guest watches the button is lost, so
     // the host presses again until the guest's agent powers it off.
@@ -161,6 +201,8 @@ fn rule_53_shutdown_without_a_guest_connection_presses_the_power_button() {
     let status = exit_status(&system);
     assert_eq!(status["ExitType"], "GracefulExit", "{status}");
     assert_eq!(status["Status"], 0);
+    // §4.1: no guest connection, so no GuestConnectionClosed.
+    assert_eq!(events_through_exit(&events), [EventType::SystemExited]);
     std::thread::sleep(Duration::from_millis(500));
     assert!(linux::qemu_pids(&id).is_empty());
 }
