@@ -17,6 +17,7 @@
 
 #include "wil.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -139,12 +140,22 @@ void CALLBACK ProcessCallback(HCS_EVENT* event, void* context)
 struct SystemEvents {
     wil::unique_event exited;
     std::string data;
+    // HcsEventSystemGuestConnectionClosed (HCS-API 4.1): once, before the exit.
+    std::atomic<int> guestClosedBeforeExit{0};
+    std::atomic<int> afterExit{0};
+    bool exitSeen = false; // the callback's own: events of one handle are serial (rule 56)
 };
 
 void CALLBACK SystemCallback(HCS_EVENT* event, void* context)
 {
     auto* events = static_cast<SystemEvents*>(context);
-    if (event->Type == HcsEventSystemExited) {
+    if (events->exitSeen) {
+        events->afterExit++;
+    } else if (event->Type == HcsEventSystemGuestConnectionClosed) {
+        WI_ASSERT(event->EventData == nullptr);
+        events->guestClosedBeforeExit++;
+    } else if (event->Type == HcsEventSystemExited) {
+        events->exitSeen = true;
         events->data = to_utf8(event->EventData);
         events->exited.SetEvent();
     }
@@ -275,6 +286,11 @@ int main()
     THROW_HR_IF(E_FAIL, !systemEvents.exited.wait(60000));
     std::printf("    SystemExited: %s\n", systemEvents.data.c_str());
     THROW_HR_IF(E_FAIL, systemEvents.data.find("GracefulExit") == std::string::npos);
+    // HCS-API 4.1: the guest connection's close, expected here, was raised once before the exit.
+    std::printf("    HcsEventSystemGuestConnectionClosed before it: %d\n", systemEvents.guestClosedBeforeExit.load());
+    THROW_HR_IF(E_FAIL, systemEvents.guestClosedBeforeExit != 1);
+    usleep(200 * 1000); // nothing follows the exit (rule 26)
+    THROW_HR_IF(E_FAIL, systemEvents.afterExit != 0);
 
     std::printf("linux_process: every documented result held\n");
     return 0;
