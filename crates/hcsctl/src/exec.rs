@@ -10,19 +10,24 @@
 //!                                      process stderr ──> our stderr
 //!  ProcessExited ──> drain stdout/stderr ──> CMD's exit code
 //!  first SIGINT/SIGTERM ──> forwarded to CMD; the second ──> CMD killed (exit 130)
+//!  --tty: a guest terminal (EmulateConsole, ConsoleSize), ours in raw mode,
+//!         SIGWINCH ──> HcsModifyProcess ConsoleSize
 //!
 //!  attach: the ComPort's Unix socket <──> our stdin/stdout, until the system exits
 //!  run --console: first SIGINT/SIGTERM ──> VM terminated (exit 0 after its forced exit)
+//!  run: a SIGINT/SIGTERM during the boot (boot.rs) ──> VM terminated at once; exit 130 with
+//!       -- CMD (CMD never ran: as if killed), 0 with --console (the forced exit)
 //! ```
 //!
 //! `--console` of `run` connects to the guest's first serial port (COM1, ttyS0: the kernel
 //! console with `console=ttyS0`) before the start, so that no boot message is lost.
 
+use crate::boot::{boot, Boot};
 use crate::terminal::RawMode;
 use crate::{read_document, CliError, ConsoleArgs, ExecArgs, RunArgs};
 use hcs::{ComputeSystem, HResult};
 use serde_json::{json, Value};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGWINCH};
 use std::io::{IsTerminal, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -63,19 +68,23 @@ fn refuse_json(json: bool, what: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `hcsctl run DOC -- CMD ARGS...`: returns CMD's exit code (its low 8 bits).
+/// `hcsctl run DOC [--tty] -- CMD ARGS...`: returns CMD's exit code (its low 8 bits), or 130
+/// when a signal came during the boot.
 pub(crate) fn run_command(args: &RunArgs, json: bool) -> Result<u8, CliError> {
     refuse_json(json, "run -- CMD")?;
     let text = crate::document::absolute(&read_document(&args.document)?);
     let id = system_id(args);
     let signals = Signals::watch()?;
     progress(&format!("booting {id} ..."));
-    let system = ComputeSystem::create(&id, &text).wait()?;
-    let outcome = system
-        .start()
-        .wait()
-        .map_err(CliError::from)
-        .and_then(|()| relay(&system, &args.command, false, &signals));
+    let system = match boot(&id, &text, |_| Ok(()), || signals.count() > 0)? {
+        Boot::Running(system) => system,
+        Boot::Interrupted(system) => {
+            progress("terminating the VM");
+            let _ = system.terminate().wait_timeout(TEARDOWN);
+            return Ok(130);
+        }
+    };
+    let outcome = relay(&system, &args.command, args.tty, &signals);
     if matches!(outcome, Ok(130)) {
         progress("terminating the VM");
     }
@@ -90,8 +99,11 @@ pub(crate) fn exec(args: &ExecArgs) -> Result<u8, CliError> {
     relay(&system, &args.command, args.tty, &signals)
 }
 
+/// The guest terminal's size without a terminal here: rows, columns.
+const DEFAULT_SIZE: (u16, u16) = (24, 80);
+
 /// The `ProcessParameters` of a relayed command: our `TERM`, three pipes, or with `tty` a
-/// terminal of our terminal's size (its stderr is the terminal).
+/// terminal of our terminal's size, else 24x80 (its stderr is the terminal).
 fn process_parameters(command: &[String], tty: bool) -> Value {
     let mut parameters = json!({
         "CommandArgs": command,
@@ -103,11 +115,23 @@ fn process_parameters(command: &[String], tty: bool) -> Value {
     });
     if tty {
         parameters["EmulateConsole"] = json!(true);
-        if let Some((rows, cols)) = crate::terminal::size() {
-            parameters["ConsoleSize"] = json!([rows, cols]);
-        }
+        let (rows, cols) = crate::terminal::size().unwrap_or(DEFAULT_SIZE);
+        parameters["ConsoleSize"] = json!([rows, cols]);
     }
     parameters
+}
+
+/// Tells a guest terminal our terminal's new size (after a SIGWINCH).
+fn resize(process: &hcs::Process) {
+    if let Some((rows, cols)) = crate::terminal::size() {
+        let request = json!({
+            "Operation": "ConsoleSize",
+            "ConsoleSize": { "Height": rows, "Width": cols },
+        });
+        let _ = process
+            .modify(&request.to_string())
+            .wait_timeout(Duration::from_secs(5));
+    }
 }
 
 /// Runs `command` in `system` with this terminal's stdio; returns its exit code (its low 8
@@ -122,6 +146,13 @@ fn relay(
     let mut process = system.create_process(&parameters.to_string())?;
     // Raw only once the process exists; restored when this function returns.
     let _raw = if tty { RawMode::enter() } else { None };
+    // The guest terminal follows ours; without a terminal here no SIGWINCH comes.
+    let resized = Arc::new(AtomicBool::new(false));
+    let _winch = if tty {
+        Some(WinchHook::register(&resized)?)
+    } else {
+        None
+    };
     let stdin = process.take_stdin();
     let stdout = process.take_stdout();
     let stderr = process.take_stderr();
@@ -156,6 +187,9 @@ fn relay(
             Ok(code) => break code,
             Err(e) if e.hresult == HResult::HCS_E_OPERATION_TIMEOUT => {}
             Err(e) => return Err(e.into()),
+        }
+        if resized.swap(false, Ordering::SeqCst) {
+            resize(&process);
         }
         match signals.take() {
             Some(n) if signals.count() == 1 => {
@@ -198,44 +232,42 @@ pub(crate) fn run_console(args: &RunArgs, json: bool) -> Result<u8, CliError> {
     let id = system_id(args);
     let (document, socket) = with_console_port(&text, &id)?;
     let signals = Signals::watch()?;
-    let system = ComputeSystem::create(&id, &document).wait()?;
-    if let Some(dir) = socket.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
     // Attach before the start so that no boot message is lost.
-    let stream = match UnixStream::connect(&socket) {
-        Ok(stream) => stream,
-        Err(e) => {
-            let _ = system.terminate().wait_timeout(TEARDOWN);
-            return Err(CliError::Setup(format!(
+    let attach_console = |_: &ComputeSystem| {
+        if let Some(dir) = socket.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let stream = UnixStream::connect(&socket).map_err(|e| {
+            CliError::Setup(format!(
                 "cannot attach to the console at {}: {e}",
                 socket.display()
-            )));
-        }
+            ))
+        })?;
+        progress(&format!(
+            "console of {id} on {} (Ctrl-C terminates the VM)",
+            socket.display()
+        ));
+        attach(stream)
     };
-    progress(&format!(
-        "console of {id} on {} (Ctrl-C terminates the VM)",
-        socket.display()
-    ));
-    attach(stream)?;
-    let started = system.start().wait();
-    if let Err(error) = started {
-        let _ = system.terminate().wait_timeout(TEARDOWN);
-        return Err(error.into());
-    }
+    let system = match boot(&id, &document, attach_console, || signals.count() > 0)? {
+        Boot::Running(system) => system,
+        Boot::Interrupted(system) => return terminate_on_signal(&system),
+    };
     match watch_exit(&system, &signals)? {
         Some(code) => Ok(code),
-        // Ctrl-C: as plain `run`, terminate and exit 0 after the forced exit.
-        None => {
-            progress("terminating the VM");
-            let terminated = system.terminate().wait_timeout(TEARDOWN);
-            // A system that exited on its own meanwhile has its own exit status.
-            match (system.wait_for_exit(Some(TICK)), terminated) {
-                (Ok(status), _) => Ok(exit_code(&status)),
-                (Err(_), Err(error)) => Err(error.into()),
-                (Err(_), Ok(())) => Ok(exit_code(&system.wait_for_exit(Some(TEARDOWN))?)),
-            }
-        }
+        None => terminate_on_signal(&system),
+    }
+}
+
+/// After Ctrl-C of `run --console`: as plain `run`, terminate and exit 0 after the forced
+/// exit (or with the status of an exit of its own that came first).
+fn terminate_on_signal(system: &ComputeSystem) -> Result<u8, CliError> {
+    progress("terminating the VM");
+    let terminated = system.terminate().wait_timeout(TEARDOWN);
+    match (system.wait_for_exit(Some(TICK)), terminated) {
+        (Ok(status), _) => Ok(exit_code(&status)),
+        (Err(_), Err(error)) => Err(error.into()),
+        (Err(_), Ok(())) => Ok(exit_code(&system.wait_for_exit(Some(TEARDOWN))?)),
     }
 }
 
@@ -377,6 +409,23 @@ fn with_console_port(text: &str, id: &str) -> Result<(String, PathBuf), CliError
     Ok((document.to_string(), socket))
 }
 
+/// SIGWINCH sets a flag while this lives (the default, ignoring it, comes back on drop).
+struct WinchHook(signal_hook::SigId);
+
+impl WinchHook {
+    fn register(flag: &Arc<AtomicBool>) -> Result<WinchHook, CliError> {
+        signal_hook::flag::register(SIGWINCH, Arc::clone(flag))
+            .map(WinchHook)
+            .map_err(|e| CliError::Setup(format!("cannot handle SIGWINCH: {e}")))
+    }
+}
+
+impl Drop for WinchHook {
+    fn drop(&mut self) {
+        signal_hook::low_level::unregister(self.0);
+    }
+}
+
 /// SIGINT and SIGTERM, counted, so that the wait loops can react between waits.
 pub(crate) struct Signals {
     last: Arc<std::sync::atomic::AtomicI32>,
@@ -439,6 +488,9 @@ mod tests {
         let tty = process_parameters(&command, true);
         assert_eq!(tty["EmulateConsole"], true);
         assert_eq!(tty["CreateStdErrPipe"], false);
+        // The size of the terminal the test runs in, else 24x80.
+        let (rows, cols) = crate::terminal::size().unwrap_or(DEFAULT_SIZE);
+        assert_eq!(tty["ConsoleSize"], json!([rows, cols]));
     }
 
     #[test]

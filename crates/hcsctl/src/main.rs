@@ -6,6 +6,7 @@
 //! ```text
 //!  hcsctl run DOC.json            ──> run.rs       create, watch events, start, wait for the exit
 //!  hcsctl run DOC.json -- CMD     ──> exec.rs      a command in a throw-away VM
+//!                                      boot.rs      run's create and start, a signal interrupting
 //!  hcsctl validate DOC.json       ──> validate.rs  parse + validate + "can this host run it"
 //!  hcsctl list|create|start|pause|resume|shutdown|terminate|save|wait|properties|modify
 //!                                 ──> systems.rs   one HCS call each on a system by id
@@ -22,6 +23,7 @@
 //! unexpectedly), 2 a usage error or a file that cannot be read; `exec` and `run -- CMD`
 //! exit with the command's own code.
 
+mod boot;
 mod document;
 mod events;
 mod exec;
@@ -82,19 +84,32 @@ enum Command {
         long_about = "Create a compute system from a ComputeSystem document, register for its \
                       events, start it and print one line per event as it happens, until the \
                       system exits on its own or the tool gets SIGINT/SIGTERM (then it \
-                      terminates the system and prints its SystemExited event).",
-        after_help = "Example:\n  \
+                      terminates the system and prints its SystemExited event; a signal during \
+                      the boot does so at once, without waiting for the start).\n\n\
+                      With -- CMD, boot the VM, run CMD in its guest with this terminal's stdin, \
+                      stdout and stderr, exit with CMD's exit code and tear the VM down, like \
+                      `docker run -i --rm`. -t/--tty gives CMD a terminal (EmulateConsole) as \
+                      `hcsctl exec --tty` does: of this terminal's size, this terminal in raw \
+                      mode while CMD runs, window size changes passed on. When stdin is not a \
+                      terminal (a pipe, a file), --tty still gives CMD a terminal, 24x80 unless \
+                      stdout is a terminal, and leaves this one as it is, as `docker run -t` \
+                      does with a pipe; stdin is still relayed (the guest terminal echoes it).",
+        after_help = "Examples:\n  \
                       $ hcsctl run examples/empty-vm.json\n  \
                       2025-01-01T12:00:00.100Z  created empty-vm-3fa2c1\n  \
                       2025-01-01T12:00:00.102Z  started empty-vm-3fa2c1 (2 vCPUs, 1024 MB)\n  \
                       ^C\n  \
                       2025-01-01T12:00:03.200Z  terminating empty-vm-3fa2c1 (SIGINT)\n  \
                       2025-01-01T12:00:03.201Z  SystemExited  ForcedExit status=0x00000000 \
-                      (Terminate by Client)\n\n\
-                      Exit codes: 0 after a graceful or forced exit (including Ctrl-C), 1 after \
-                      an unexpected exit or an HCS failure, 2 if the document cannot be read; \
-                      with -- CMD, CMD's exit code (the first Ctrl-C goes to CMD; a second one kills it, \
-                      exit 130; the VM is torn down either way)."
+                      (Terminate by Client)\n\n  \
+                      $ hcsctl run examples/linux-vm.json -- uname -r\n  \
+                      6.1.0-28-cloud-amd64\n  \
+                      $ hcsctl run -t examples/linux-vm.json -- /bin/sh\n\n\
+                      Exit codes: 0 after a graceful or forced exit (including Ctrl-C, also \
+                      during the boot), 1 after an unexpected exit or an HCS failure, 2 if the \
+                      document cannot be read; with -- CMD, CMD's exit code (the first Ctrl-C \
+                      goes to CMD; a second one kills it, exit 130; a Ctrl-C during the boot, \
+                      before CMD started, exits 130 too; the VM is torn down either way)."
     )]
     Run(RunArgs),
     /// Check a document exactly as the host would, without creating anything.
@@ -300,7 +315,9 @@ enum Command {
                       is forwarded to the command; a second one kills it. --tty gives the \
                       command a terminal (EmulateConsole) of this terminal's size and puts this \
                       terminal in raw mode, for interactive programs (Ctrl-C then goes to the \
-                      guest).",
+                      guest); window size changes are passed on. When stdin is not a terminal, \
+                      --tty still gives the command a terminal (24x80 unless stdout is a \
+                      terminal) and leaves this one as it is, as `docker exec -t` does.",
         after_help = "Examples:\n  \
                       $ hcsctl exec linux-vm-09be77 -- uname -r\n  \
                       6.1.0-28-cloud-amd64\n  \
@@ -336,6 +353,10 @@ pub(crate) struct RunArgs {
     /// Ctrl-C terminates the VM.
     #[arg(long, conflicts_with = "command")]
     pub console: bool,
+    /// With -- CMD: give CMD a terminal (EmulateConsole) and put this one in raw mode, as
+    /// exec --tty does.
+    #[arg(long, short, requires = "command")]
+    pub tty: bool,
     /// Run this command in the guest with this terminal's stdin, stdout and stderr, exit
     /// with its exit code and tear the VM down (the document needs a guest agent).
     #[arg(last = true, value_name = "CMD")]

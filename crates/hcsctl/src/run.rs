@@ -12,10 +12,12 @@
 //!   next signals ──> ignored, with a note on stderr
 //! ```
 //!
-//! The callback is registered before the start so that no event is missed (HCS-API §4.2
-//! rule 3). Everything the loop waits for arrives on one channel, so a signal never
+//! A signal during the boot (boot.rs) skips or abandons the start: the loop then takes it as
+//! any other and terminates the system at once. The callback is registered before the
+//! start so that no event is missed (HCS-API §4.2 rule 3). Everything the loop waits for arrives on one channel, so a signal never
 //! interrupts a half-printed event and the exit is always printed before the tool ends.
 
+use crate::boot::{boot, Boot};
 use crate::output::{self, EventPrinter};
 use crate::{read_document, CliError, RunArgs};
 use crossbeam_channel::{Receiver, Sender};
@@ -24,6 +26,7 @@ use hcs_schema::{ComputeSystem as ComputeSystemDocument, NotificationType, Prope
 use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,33 +52,34 @@ pub(crate) fn run(args: &RunArgs, json: bool) -> Result<u8, CliError> {
     };
     let (sender, receiver) = crossbeam_channel::unbounded();
     // Before the create: a Ctrl-C from now on terminates what we made instead of killing us.
-    watch_signals(sender.clone())?;
+    let signalled = watch_signals(sender.clone())?;
     let printer = EventPrinter::new(&id, json);
 
-    let system = ComputeSystem::create(&id, &text).wait()?;
-    printer.lifecycle(
-        "Created",
-        &format!("created {id}"),
-        json!({ "Document": args.document.display().to_string() }),
-    );
-
-    let events = sender.clone();
-    let registered = hcs::api::set_compute_system_callback(
-        system.handle(),
-        event_options::NONE,
-        0,
-        Some(Arc::new(move |event: &Event, _| {
-            let _ = events.send(Message::Event(event.clone()));
-        })),
-    );
-    if registered.failed() {
-        clean_up(&system);
-        return Err(hcs::Error::from_hresult(registered).into());
-    }
-    if let Err(error) = system.start().wait() {
-        clean_up(&system);
-        return Err(error.into());
-    }
+    let register = |system: &ComputeSystem| {
+        printer.lifecycle(
+            "Created",
+            &format!("created {id}"),
+            json!({ "Document": args.document.display().to_string() }),
+        );
+        let events = sender.clone();
+        let registered = hcs::api::set_compute_system_callback(
+            system.handle(),
+            event_options::NONE,
+            0,
+            Some(Arc::new(move |event: &Event, _| {
+                let _ = events.send(Message::Event(event.clone()));
+            })),
+        );
+        if registered.failed() {
+            return Err(hcs::Error::from_hresult(registered).into());
+        }
+        Ok(())
+    };
+    let system = match boot(&id, &text, register, || signalled.load(Ordering::SeqCst))? {
+        Boot::Running(system) => system,
+        // The signal waits in the channel: the loop terminates the system and prints its exit.
+        Boot::Interrupted(system) => return watch(&system, &printer, &receiver, &sender),
+    };
     let (vcpus, memory_mb) = sizes(&system, &text);
     printer.lifecycle(
         "Started",
@@ -159,21 +163,25 @@ fn exit_code(event: &Event) -> u8 {
     }
 }
 
-/// Forwards SIGINT and SIGTERM to the loop, from a thread of signal-hook's.
-fn watch_signals(sender: Sender<Message>) -> Result<(), CliError> {
+/// Forwards SIGINT and SIGTERM to the loop, from a thread of signal-hook's; the flag tells
+/// the boot that one came.
+fn watch_signals(sender: Sender<Message>) -> Result<Arc<AtomicBool>, CliError> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .map_err(|e| CliError::Setup(format!("cannot handle SIGINT/SIGTERM: {e}")))?;
+    let signalled = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&signalled);
     std::thread::Builder::new()
         .name(String::from("hcsctl-signals"))
         .spawn(move || {
             for signal in signals.forever() {
+                flag.store(true, Ordering::SeqCst);
                 if sender.send(Message::Signal(signal)).is_err() {
                     break;
                 }
             }
         })
         .map_err(|e| CliError::Setup(format!("cannot start a thread: {e}")))?;
-    Ok(())
+    Ok(signalled)
 }
 
 fn signal_name(signal: i32) -> &'static str {
@@ -219,11 +227,6 @@ fn sizes(system: &ComputeSystem, text: &str) -> (u32, u64) {
         .and_then(|m| m.virtual_machine_memory)
         .and_then(|m| m.assigned_memory);
     (vcpus, assigned_mb.unwrap_or(configured_mb))
-}
-
-/// Best effort after a failed start: stop what was created (the handle closes on drop).
-fn clean_up(system: &ComputeSystem) {
-    let _ = system.terminate().wait_timeout(SHORT_WAIT);
 }
 
 #[cfg(test)]

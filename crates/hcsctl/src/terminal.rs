@@ -1,5 +1,5 @@
-//! This terminal for `hcsctl exec --tty`: its size, and raw mode while a guest terminal
-//! program runs (restored on drop, also after an error).
+//! This terminal for `hcsctl exec --tty` and `hcsctl run --tty`: its size, and raw mode
+//! while a guest terminal program runs (restored on drop, also after an error).
 
 use std::io::IsTerminal;
 

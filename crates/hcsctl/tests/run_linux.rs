@@ -1,5 +1,6 @@
-//! `hcsctl run` against a real Linux guest: `run DOC -- CMD` (stdio, exit code, teardown)
-//! and `run DOC --console` (boot output on COM1, Ctrl-C terminates the VM).
+//! `hcsctl run` against a real Linux guest: `run DOC -- CMD` (stdio, exit code, teardown,
+//! `--tty`, Ctrl-C during the boot) and `run DOC --console` (boot output on COM1, Ctrl-C
+//! terminates the VM).
 //!
 //! Each test boots one VM of `examples/linux-vm.json` (the kernel and initramfs that
 //! `scripts/setup` builds, as absolute paths, and a kernel command line with a token unique
@@ -377,5 +378,55 @@ fn run_console_shows_the_boot_and_ctrl_c_terminates_the_vm() {
         "{}",
         ended.describe()
     );
+    guest.assert_no_qemu();
+}
+
+#[test]
+fn run_tty_gives_the_command_a_terminal_even_with_stdin_from_a_pipe() {
+    let _one = one_vm();
+    let started = Instant::now();
+    let guest = Guest::new("tty", "console=ttyS0 quiet");
+    let mut running = guest.run(
+        &["--tty", "--", "/bin/sh", "-c", "tty; stty size"],
+        Stdio::piped(),
+    );
+    // A pipe, not a terminal: no raw mode here, and the size hcsctl sends without one.
+    drop(running.child.stdin.take());
+    let ended = running.finish();
+    eprintln!("run --tty: {:?}", started.elapsed());
+    assert_eq!(ended.status.code(), Some(0), "{}", ended.describe());
+    // The guest terminal ends lines with CR LF.
+    let lines: Vec<&str> = ended.stdout.lines().map(str::trim).collect();
+    assert!(
+        lines.iter().any(|line| line.starts_with("/dev/pts/")),
+        "{}",
+        ended.describe()
+    );
+    assert!(lines.contains(&"24 80"), "{}", ended.describe());
+    guest.assert_no_qemu();
+}
+
+#[test]
+fn ctrl_c_during_the_boot_terminates_the_vm_at_once_with_exit_130() {
+    let _one = one_vm();
+    let guest = Guest::new("boot", "console=ttyS0 quiet");
+    let mut running = guest.run(&["--", "sleep", "600"], Stdio::null());
+    // The boot (create and start) takes longer than this even with KVM.
+    std::thread::sleep(Duration::from_millis(300));
+    let early = running.child.try_wait().expect("try_wait");
+    assert!(early.is_none(), "hcsctl ended before the signal: {early:?}");
+    running.signal(libc::SIGINT);
+    let signalled = Instant::now();
+    let ended = running.finish();
+    let took = signalled.elapsed();
+    eprintln!("SIGINT during the boot: exit after {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "hcsctl took {took:?} to exit after SIGINT: {}",
+        ended.describe()
+    );
+    // `run -- CMD`: a Ctrl-C during the boot, before CMD started, exits 130.
+    assert_eq!(ended.status.code(), Some(130), "{}", ended.describe());
+    assert_eq!(ended.stdout, "", "{}", ended.describe());
     guest.assert_no_qemu();
 }
