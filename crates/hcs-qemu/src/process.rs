@@ -5,7 +5,8 @@
 //! Children die with this process: they are spawned by one long-lived "spawner" thread with
 //! `PR_SET_PDEATHSIG(SIGKILL)`. (The kernel sends that signal when the *thread* that forked
 //! ends, so forking from the caller's thread, which may be short-lived, would be wrong.) A
-//! crashed or killed owner thus never leaves a QEMU running.
+//! crashed or killed owner thus never leaves a QEMU running. Each child leads a process
+//! group of its own, so signals a terminal sends to its owner's group do not reach it.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -120,7 +121,11 @@ impl Process {
             .args(args)
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(err);
+            .stderr(err)
+            // A process group of its own: the Ctrl-C a terminal sends to the foreground
+            // group is its owner's to handle (a tool forwards it to a guest process, or
+            // terminates the VM through the host), never QEMU's own death.
+            .process_group(0);
         let fd = pass_fd.map(AsRawFd::as_raw_fd);
         let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
         // SAFETY: the closure runs in the child between fork and exec and only calls prctl,

@@ -11,6 +11,7 @@
 
 use serde_json::Value;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -131,6 +132,9 @@ impl Guest {
             .env("HCS_HOST", "embedded")
             .env("HCS_RUNTIME_DIR", self.dir.join("run"))
             .env_remove("RUST_LOG")
+            // A group of its own, as a shell gives a foreground job: `signal_group` is
+            // then what a terminal's Ctrl-C does.
+            .process_group(0)
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -244,6 +248,15 @@ impl Running {
         let pid = i32::try_from(self.child.id()).expect("pid fits");
         // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
         let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Sends `signal` to hcsctl's whole process group, as a terminal's Ctrl-C reaches every
+    /// process of the foreground job.
+    fn signal_group(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) on the process group our child leads (it has not been reaped).
+        let rc = unsafe { libc::kill(-pid, signal) };
         assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
     }
 
@@ -428,5 +441,27 @@ fn ctrl_c_during_the_boot_terminates_the_vm_at_once_with_exit_130() {
     // `run -- CMD`: a Ctrl-C during the boot, before CMD started, exits 130.
     assert_eq!(ended.status.code(), Some(130), "{}", ended.describe());
     assert_eq!(ended.stdout, "", "{}", ended.describe());
+    guest.assert_no_qemu();
+}
+
+#[test]
+fn a_terminal_ctrl_c_reaches_the_command_not_qemu() {
+    let _one = one_vm();
+    let guest = Guest::new("group", "console=ttyS0 quiet");
+    let mut running = guest.run(
+        &["--", "/bin/sh", "-c", "echo ready; exec sleep 600"],
+        Stdio::null(),
+    );
+    running.read_until("ready");
+    // A Ctrl-C at a terminal signals the whole foreground job: QEMU, in a group of its own,
+    // must not die of it; hcsctl forwards it to the command (SIGINT: exit 130).
+    running.signal_group(libc::SIGINT);
+    let ended = running.finish();
+    assert_eq!(ended.status.code(), Some(130), "{}", ended.describe());
+    assert!(
+        !ended.stderr.contains("HCS_E"),
+        "the VM died under the command: {}",
+        ended.describe()
+    );
     guest.assert_no_qemu();
 }
