@@ -3,7 +3,8 @@
 //! An engine is plain and synchronous: it builds a VM from a [`VmPlan`] (already checked and
 //! translated from the HCS document by [`crate::plan`]), and exposes start, pause, resume,
 //! stop and NMI. It reports the guest ending itself through the exit handler given at
-//! creation. Engines know nothing of HCS: no JSON, no HRESULTs, no states.
+//! creation, and a guest that reboots in place ([`VmPlan::reboot_in_place`]) through the
+//! reset handler. Engines know nothing of HCS: no JSON, no HRESULTs, no states.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +28,10 @@ pub struct VmPlan {
     /// A private directory for the engine's sockets and logs, chosen by the host per VM;
     /// `None` for engines that need none.
     pub runtime_dir: Option<PathBuf>,
+    /// A guest reset reboots the guest in place (reported through the [`ResetHandler`])
+    /// instead of ending the VM (an [`EngineExit::Reset`]): `StopOnReset` false or absent.
+    /// Engines that cannot reboot in place (the built-in VMM) end the VM all the same.
+    pub reboot_in_place: bool,
 }
 
 impl VmPlan {
@@ -129,6 +134,10 @@ impl std::fmt::Display for EngineExit {
 /// It must not call back into the VM (hand the work to another thread).
 pub type ExitHandler = Box<dyn Fn(EngineExit) + Send + Sync>;
 
+/// Called from an engine thread each time the guest resets itself and reboots in place
+/// ([`VmPlan::reboot_in_place`]); the VM keeps running. It must not call back into the VM.
+pub type ResetHandler = Box<dyn Fn() + Send + Sync>;
+
 /// Engine failures, mapped to HRESULTs by the host.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -163,8 +172,12 @@ pub trait Engine: Send + Sync {
     /// What this engine can build here; `Unavailable` when it cannot run at all.
     fn limits(&self) -> Result<EngineLimits, EngineError>;
     /// Builds a VM (memory mapped, vCPUs created, firmware loaded), not yet running.
-    fn create(&self, plan: &VmPlan, on_exit: ExitHandler)
-        -> Result<Arc<dyn EngineVm>, EngineError>;
+    fn create(
+        &self,
+        plan: &VmPlan,
+        on_exit: ExitHandler,
+        on_reset: ResetHandler,
+    ) -> Result<Arc<dyn EngineVm>, EngineError>;
 }
 
 /// One VM built by an [`Engine`]. Every method takes `&self` and may be called from any

@@ -17,6 +17,7 @@ use hcs_schema::HResult;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -43,6 +44,9 @@ pub(crate) struct ControlListener {
     listener: UnixListener,
     path: PathBuf,
     uds: PathBuf,
+    /// The socket file's inode: a listener bound later at the same path (after a guest
+    /// reboot) replaced it, and this one's drop must not remove that one's file.
+    inode: Option<u64>,
 }
 
 impl ControlListener {
@@ -50,10 +54,12 @@ impl ControlListener {
     pub fn bind(uds: &Path) -> Result<ControlListener, Failure> {
         let path = port_path(uds, CONTROL_PORT);
         let listener = bind(&path)?;
+        let inode = std::fs::symlink_metadata(&path).ok().map(|m| m.ino());
         Ok(ControlListener {
             listener,
             path,
             uds: uds.to_path_buf(),
+            inode,
         })
     }
 
@@ -92,7 +98,10 @@ impl ControlListener {
 
 impl Drop for ControlListener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let ours = std::fs::symlink_metadata(&self.path).is_ok_and(|m| Some(m.ino()) == self.inode);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -372,6 +381,17 @@ impl GuestConnection {
             stdout,
             stderr,
         })
+    }
+
+    /// Fails pending and later requests with `HCS_E_CONNECTION_CLOSED` at once, without
+    /// touching the socket: the guest rebooted, and the vsock backend must not see this
+    /// connection close while the guest's device resets (see `stale_guests` in
+    /// system.rs); it is closed later with [`GuestConnection::close`].
+    pub fn abandon(&self) {
+        let mut pending = self.pending.lock();
+        pending.closed = true;
+        // Dropping the senders fails every waiter with "closed".
+        pending.waiters.clear();
     }
 
     /// Ends the connection: pending and later requests fail with `HCS_E_CONNECTION_CLOSED`.

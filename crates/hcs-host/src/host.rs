@@ -9,6 +9,7 @@ use crate::engine::{Engine, EngineKind, EngineLimits, VmPlan};
 use crate::error::Failure;
 use crate::kvm_engine::KvmEngine;
 use crate::plan::plan_vm;
+use crate::processes::ProcessKey;
 use crate::protocol::{
     HostMessage, MessageSink, ProcessHandle, Reply, Request, RequestBody, SystemHandle,
 };
@@ -205,7 +206,7 @@ pub(crate) struct SessionShared {
 
 struct ProcessBinding {
     system: Arc<System>,
-    pid: u32,
+    key: ProcessKey,
     created: bool,
 }
 
@@ -214,15 +215,15 @@ impl SessionShared {
         self.sink.deliver(message);
     }
 
-    /// Records that `handle` names process `pid` of `system` (created through it unless
+    /// Records that `handle` names process `key` of `system` (created through it unless
     /// the handle is already bound by an open).
-    pub fn bind_process(&self, handle: ProcessHandle, system: &Arc<System>, pid: u32) {
+    pub fn bind_process(&self, handle: ProcessHandle, system: &Arc<System>, key: ProcessKey) {
         self.processes
             .lock()
             .entry(handle)
             .or_insert_with(|| ProcessBinding {
                 system: Arc::clone(system),
-                pid,
+                key,
                 created: true,
             });
     }
@@ -232,7 +233,7 @@ impl SessionShared {
             binding
                 .system
                 .processes
-                .unbind(self.id, handle, binding.pid);
+                .unbind(self.id, handle, binding.key);
         }
     }
 
@@ -429,16 +430,21 @@ impl Session {
                 let found = shared.handles.lock().get(&system).cloned();
                 match found {
                     Some(found) => {
+                        // A pid names a process of the guest's current boot.
+                        let key = ProcessKey {
+                            boot: found.guest_boot(),
+                            pid,
+                        };
                         // Marked as opened before the bind so that it never counts as created.
                         shared.processes.lock().insert(
                             process,
                             ProcessBinding {
                                 system: Arc::clone(&found),
-                                pid,
+                                key,
                                 created: false,
                             },
                         );
-                        if !found.open_process(shared, id, process, pid) {
+                        if !found.open_process(shared, id, process, key) {
                             shared.processes.lock().remove(&process);
                             shared.reply(
                                 id,
@@ -466,10 +472,10 @@ impl Session {
                     .processes
                     .lock()
                     .get(&handle)
-                    .map(|b| (Arc::clone(&b.system), b.pid, b.created));
+                    .map(|b| (Arc::clone(&b.system), b.key, b.created));
                 match binding {
-                    Some((system, pid, created)) => {
-                        system.process_request(shared.requester(id), pid, created, request)
+                    Some((system, key, created)) => {
+                        system.process_request(shared.requester(id), key, created, request)
                     }
                     None => shared.reply(
                         id,

@@ -1,7 +1,8 @@
 //! The built-in VMM (`hcs-kvm`) behind the [`Engine`] trait.
 
 use crate::engine::{
-    Engine, EngineError, EngineExit, EngineLimits, EngineVm, ExitHandler, Firmware, VmPlan,
+    Engine, EngineError, EngineExit, EngineLimits, EngineVm, ExitHandler, Firmware, ResetHandler,
+    VmPlan,
 };
 use std::sync::Arc;
 
@@ -53,6 +54,8 @@ impl Engine for KvmEngine {
         &self,
         plan: &VmPlan,
         on_exit: ExitHandler,
+        // The built-in VMM cannot reboot in place: a reset ends the VM (EngineExit::Reset).
+        _on_reset: ResetHandler,
     ) -> Result<Arc<dyn EngineVm>, EngineError> {
         let guest = match plan.firmware {
             Firmware::Idle => hcs_kvm::GuestImage::IdleFirmware,

@@ -125,6 +125,7 @@ pub fn plan_vm(doc: &ComputeSystem) -> Result<(VmPlan, SystemSettings), Failure>
             disks,
             vsock,
             runtime_dir: None,
+            reboot_in_place: !settings.stop_on_reset,
         },
         settings,
     ))

@@ -6,7 +6,8 @@
 //! is told to every handle bound to it, exactly once per handle, always after the reply
 //! that bound the handle (both are delivered under the table's lock). An exited process
 //! stays in the table while a handle to it is open, so that requests on it answer
-//! `HCS_E_PROCESS_ALREADY_STOPPED`.
+//! `HCS_E_PROCESS_ALREADY_STOPPED`. A process is known by its guest pid and the boot of
+//! the guest it ran in ([`ProcessKey`]): a guest that reboots in place reuses pids.
 
 use crate::error::Failure;
 use crate::host::SessionShared;
@@ -26,6 +27,16 @@ pub(crate) enum Ending {
     Lost(HResult),
 }
 
+/// A process of the table: its guest pid in one boot of the guest (the system's count of
+/// guest resets when it was created), as a guest that reboots in place reuses pids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ProcessKey {
+    /// How many times the guest had reset itself when the process was created.
+    pub boot: u64,
+    /// The guest pid.
+    pub pid: u32,
+}
+
 #[derive(Default)]
 struct Entry {
     ending: Option<Ending>,
@@ -35,7 +46,7 @@ struct Entry {
 /// The processes of one system.
 #[derive(Default)]
 pub(crate) struct ProcessTable {
-    entries: Mutex<HashMap<u32, Entry>>,
+    entries: Mutex<HashMap<ProcessKey, Entry>>,
 }
 
 /// The `ProcessStatus` of guest process `pid` lost with its system for `reason`.
@@ -68,76 +79,77 @@ fn exited_message(handle: ProcessHandle, pid: u32, ending: Ending) -> HostMessag
 }
 
 impl ProcessTable {
-    /// Binds `handle` of `session` to `pid` and delivers `reply` to it, then the exit if the
+    /// Binds `handle` of `session` to `key` and delivers `reply` to it, then the exit if the
     /// process has already ended. With `must_exist`, an unknown or exited pid is refused
     /// (`HcsOpenProcess`) and the reply is not sent.
     pub fn bind(
         &self,
         session: &Arc<SessionShared>,
         handle: ProcessHandle,
-        pid: u32,
+        key: ProcessKey,
         must_exist: bool,
         reply: HostMessage,
     ) -> Result<(), HostMessage> {
         let mut entries = self.entries.lock();
-        if must_exist && entries.get(&pid).is_none_or(|e| e.ending.is_some()) {
+        if must_exist && entries.get(&key).is_none_or(|e| e.ending.is_some()) {
             return Err(reply);
         }
-        let entry = entries.entry(pid).or_default();
+        let entry = entries.entry(key).or_default();
         entry.handles.push((Arc::downgrade(session), handle));
         let ending = entry.ending;
         session.deliver(reply);
         if let Some(ending) = ending {
-            session.deliver(exited_message(handle, pid, ending));
+            session.deliver(exited_message(handle, key.pid, ending));
         }
         Ok(())
     }
 
     /// Releases a handle; forgets a process that has ended and has no handle left.
-    pub fn unbind(&self, session_id: u64, handle: ProcessHandle, pid: u32) {
+    pub fn unbind(&self, session_id: u64, handle: ProcessHandle, key: ProcessKey) {
         let mut entries = self.entries.lock();
-        if let Some(entry) = entries.get_mut(&pid) {
+        if let Some(entry) = entries.get_mut(&key) {
             entry
                 .handles
                 .retain(|(s, h)| !(*h == handle && s.upgrade().is_none_or(|s| s.id == session_id)));
             if entry.handles.is_empty() && entry.ending.is_some() {
-                entries.remove(&pid);
+                entries.remove(&key);
             }
         }
     }
 
-    /// Records how `pid` ended and tells its handles (once: a second report is ignored).
-    pub fn ended(&self, pid: u32, ending: Ending) {
+    /// Records how `key` ended and tells its handles (once: a second report is ignored).
+    pub fn ended(&self, key: ProcessKey, ending: Ending) {
         let mut entries = self.entries.lock();
-        let entry = entries.entry(pid).or_default();
+        let entry = entries.entry(key).or_default();
         if entry.ending.is_some() {
             return;
         }
         entry.ending = Some(ending);
         for (session, handle) in &entry.handles {
             if let Some(session) = session.upgrade() {
-                session.deliver(exited_message(*handle, pid, ending));
+                session.deliver(exited_message(*handle, key.pid, ending));
             }
         }
     }
 
-    /// The system stopped: every process still running is lost with `reason`.
+    /// The system stopped or its guest connection ended: every process still running is
+    /// lost with `reason`.
     pub fn lose_all(&self, reason: HResult) {
-        let running: Vec<u32> = self
+        let running: Vec<ProcessKey> = self
             .entries
             .lock()
             .iter()
             .filter(|(_, e)| e.ending.is_none())
-            .map(|(pid, _)| *pid)
+            .map(|(key, _)| *key)
             .collect();
-        for pid in running {
-            self.ended(pid, Ending::Lost(reason));
+        for key in running {
+            self.ended(key, Ending::Lost(reason));
         }
     }
 
-    /// How `pid` ended, if it has.
-    pub fn ending(&self, pid: u32) -> Option<Ending> {
-        self.entries.lock().get(&pid).and_then(|e| e.ending)
+    /// How `key` ended, if it has.
+    pub fn ending(&self, key: ProcessKey) -> Option<Ending> {
+        self.entries.lock().get(&key).and_then(|e| e.ending)
     }
 }
 

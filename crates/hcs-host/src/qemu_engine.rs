@@ -2,7 +2,8 @@
 //! ports, virtio disks and vsock.
 
 use crate::engine::{
-    Engine, EngineError, EngineExit, EngineLimits, EngineVm, ExitHandler, Firmware, VmPlan,
+    Engine, EngineError, EngineExit, EngineLimits, EngineVm, ExitHandler, Firmware, ResetHandler,
+    VmPlan,
 };
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ impl Engine for QemuEngine {
         &self,
         plan: &VmPlan,
         on_exit: ExitHandler,
+        on_reset: ResetHandler,
     ) -> Result<Arc<dyn EngineVm>, EngineError> {
         let Firmware::LinuxDirect {
             kernel,
@@ -92,6 +94,12 @@ impl Engine for QemuEngine {
                 uds_path,
             }),
             accel: hcs_qemu::Accel::Auto,
+            // Without StopOnReset the guest reboots in place, as on Hyper-V.
+            on_reset: if plan.reboot_in_place {
+                hcs_qemu::OnReset::Reboot
+            } else {
+                hcs_qemu::OnReset::Exit
+            },
             runtime_dir,
         };
         let handler: hcs_qemu::ExitHandler = Box::new(move |exit| {
@@ -103,6 +111,8 @@ impl Engine for QemuEngine {
             })
         });
         let vm = hcs_qemu::Vm::create(config, handler).map_err(engine_error)?;
+        // Before the start: the paused VM cannot reset yet.
+        vm.on_guest_reset(on_reset);
         Ok(Arc::new(QemuVm { vm }))
     }
 }

@@ -15,13 +15,19 @@
 //! (HCS-API rule 54), and every request still queued or running then completes with the
 //! code of rule 53. The state lock is only held to read or change state, never across an
 //! engine call or a message delivery.
+//!
+//! A guest that resets itself without `StopOnReset` reboots in place (QEMU): no state
+//! changes, the engine's reset handler runs `System::guest_reset` on a thread of its own,
+//! which ends the guest connection of the old boot (`GuestConnectionClosed`, processes lost)
+//! and waits there for the new boot's agent. Processes are keyed by the guest boot as well
+//! as the pid, since a new boot reuses pids.
 
 use crate::engine::{EngineExit, EngineVm, VmPlan};
 use crate::error::Failure;
 use crate::guest::{ControlListener, GuestConnection, GuestEvents};
 use crate::host::{HostInner, SessionShared};
 use crate::plan::SystemSettings;
-use crate::processes::{Ending, ProcessTable};
+use crate::processes::{Ending, ProcessKey, ProcessTable};
 use crate::properties;
 use crate::protocol::{HostMessage, Notification, Reply, SystemHandle, SystemRequest};
 use crate::protocol::{ProcessHandle, ProcessRequest};
@@ -146,8 +152,16 @@ struct State {
     exit_type: Option<&'static str>,
     /// The agent's control listener, bound from create until the agent connects.
     control: Option<ControlListener>,
-    /// The agent's connection once Start made it.
+    /// The agent's connection once Start (or the agent's return after a reboot) made it.
     guest: Option<Arc<GuestConnection>>,
+    /// How many times the guest has reset itself and rebooted in place: the boot its
+    /// processes and agent connection belong to.
+    boot: u64,
+    /// Agent connections of earlier boots, abandoned but not closed yet: closing one while
+    /// the guest's vsock device resets leaves `vhost-device-vsock` unable to take the new
+    /// boot's connections, so they are closed once the new agent has connected (or not
+    /// come in time, or the system stops).
+    stale_guests: Vec<Arc<GuestConnection>>,
     /// Set once the exit is recorded and told to every handle.
     exit_told: bool,
     /// A stop the last request asked for, begun after its reply.
@@ -155,7 +169,8 @@ struct State {
 }
 
 /// The end of the agent's connection as the handles are told of it
-/// (`GuestConnectionClosed`, once per system).
+/// (`GuestConnectionClosed`, once per connection: a guest that reboots in place connects
+/// again, and this starts afresh for its new connection).
 #[derive(Default)]
 struct GuestClose {
     /// Start made the agent's connection the system's.
@@ -174,11 +189,15 @@ pub(crate) struct System {
     pub plan: VmPlan,
     host: Weak<HostInner>,
     state: Mutex<State>,
-    /// Signalled when `exit_told` becomes true.
+    /// Signalled when `exit_told` becomes true, when `boot` changes and when an agent
+    /// connection becomes the system's.
     exit_told: Condvar,
     /// Held while the end of the guest connection is told, so that the stop's exit,
     /// told after it, never overtakes it. Taken before `state`, never inside it.
     guest_close: Mutex<GuestClose>,
+    /// Held to bind the agent's listener after a reset, so that the listener of a boot
+    /// that is already over never replaces the current one's.
+    relisten: Mutex<()>,
     jobs: Sender<Job>,
     /// Guest processes created through this system.
     pub processes: ProcessTable,
@@ -211,11 +230,14 @@ impl System {
                 exit_type: None,
                 control: None,
                 guest: None,
+                boot: 0,
+                stale_guests: Vec::new(),
                 exit_told: false,
                 stop_after_reply: None,
             }),
             exit_told: Condvar::new(),
             guest_close: Mutex::new(GuestClose::default()),
+            relisten: Mutex::new(()),
             jobs,
             processes: ProcessTable::default(),
         });
@@ -387,15 +409,17 @@ impl System {
     /// Records the exit, frees the id, tells every handle, then answers the requester.
     fn finish_stop(self: &Arc<Self>, cause: StopCause, requester: Option<Requester>) {
         let (status, exit_type) = properties::exit_status(&cause, self.settings.stop_on_reset);
-        let (targets, had_vm, guest) = {
+        let (targets, had_vm, guests) = {
             let mut state = self.state.lock();
             state.life = Life::Stopped;
             state.exit_type = Some(exit_type);
             state.control = None;
             let had_vm = state.vm.take().is_some();
-            (state.handles.clone(), had_vm, state.guest.take())
+            let mut guests = std::mem::take(&mut state.stale_guests);
+            guests.extend(state.guest.take());
+            (state.handles.clone(), had_vm, guests)
         };
-        if let Some(guest) = guest {
+        for guest in guests {
             guest.close();
         }
         // The connection's end before the exit, whichever thread sees it first; nothing
@@ -451,13 +475,31 @@ impl System {
         }
     }
 
-    /// The reader of the agent's connection saw it end.
-    fn guest_connection_ended(&self) {
+    /// The reader of the agent's connection of `boot` saw it end; false (and nothing
+    /// done) when the guest has rebooted since: that end was told at the reset.
+    fn guest_connection_ended(&self, boot: u64) -> bool {
         let mut close = self.guest_close.lock();
+        if self.state.lock().boot != boot {
+            return false;
+        }
         close.ended = true;
         if close.connected {
             self.tell_guest_closed(&mut close);
         }
+        true
+    }
+
+    /// Waits until the exit is recorded and told, or the guest has reset itself since
+    /// boot `boot`, at most `timeout`. Whether either happened.
+    fn wait_exit_or_reset(&self, boot: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock();
+        while !state.exit_told && state.boot == boot {
+            if self.exit_told.wait_until(&mut state, deadline).timed_out() {
+                break;
+            }
+        }
+        state.exit_told || state.boot != boot
     }
 
     /// Waits until the exit is recorded and told to every handle, at most `timeout`.
@@ -580,8 +622,22 @@ impl System {
                 system.request_stop(StopCause::Guest(exit), None);
             }
         });
+        let weak = Arc::downgrade(self);
+        let on_reset = Box::new(move || {
+            let Some(system) = weak.upgrade() else {
+                return;
+            };
+            // Not on the engine's thread: the reset closes the connection and waits for
+            // the agent's return.
+            let spawned = std::thread::Builder::new()
+                .name(format!("hcs-reset-{}", short(&system.id)))
+                .spawn(move || system.guest_reset());
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "no thread for a guest reset");
+            }
+        });
         let engine = host.engine_for(&self.plan);
-        match engine.create(&self.plan, on_exit) {
+        match engine.create(&self.plan, on_exit, on_reset) {
             Ok(vm) => {
                 // The agent may connect as soon as the VM runs: listen before Start.
                 let control = match (self.settings.guest_connection, self.plan.vsock_uds()) {
@@ -873,19 +929,27 @@ pub(crate) fn new_guid() -> String {
 /// Routes what the agent's reader thread hears to the system.
 struct SystemGuestEvents {
     system: Weak<System>,
+    /// The guest boot this connection belongs to.
+    boot: u64,
 }
 
 impl GuestEvents for SystemGuestEvents {
     fn process_exited(&self, pid: u32, exit_code: i32) {
         if let Some(system) = self.system.upgrade() {
-            system.processes.ended(pid, Ending::Exited(exit_code));
+            let key = ProcessKey {
+                boot: self.boot,
+                pid,
+            };
+            system.processes.ended(key, Ending::Exited(exit_code));
         }
     }
 
     fn connection_closed(&self) {
         if let Some(system) = self.system.upgrade() {
             tracing::debug!(id = %system.id, "guest connection closed");
-            system.guest_connection_ended();
+            if !system.guest_connection_ended(self.boot) {
+                return;
+            }
             // A stopping system reports its processes lost with the stop's own code.
             if matches!(system.life(), Life::Running | Life::Paused) {
                 // Processes cannot report their exits any more.
@@ -904,36 +968,34 @@ impl System {
         let Some(listener) = listener else {
             return Ok(None);
         };
+        let boot = self.guest_boot();
         let events = Arc::new(SystemGuestEvents {
             system: Arc::downgrade(self),
+            boot,
         });
-        let gone = || !matches!(self.life(), Life::Running | Life::Paused);
+        let deadline = Instant::now() + guest_connect_timeout();
+        // A guest that reboots before its agent connects ends this wait too: the reset's
+        // thread then takes the new boot's agent.
+        let gone = || {
+            let state = self.state.lock();
+            !matches!(state.life, Life::Running | Life::Paused) || state.boot != boot
+        };
         match listener.accept(guest_connect_timeout(), &gone, events) {
             Ok(guest) => {
-                // Under `guest_close`, so that a stop that takes this connection also
-                // sees it as the system's and tells its end before the exit.
-                let mut close = self.guest_close.lock();
-                let kept = {
-                    let mut state = self.state.lock();
-                    let running = matches!(state.life, Life::Running | Life::Paused);
-                    if running {
-                        state.guest = Some(Arc::clone(&guest));
-                    }
-                    running
-                };
-                if kept {
-                    close.connected = true;
-                    // An agent that left at once, before its connection was kept.
-                    if close.ended {
-                        self.tell_guest_closed(&mut close);
-                    }
-                } else {
-                    drop(close);
-                    guest.close();
-                }
+                self.keep_guest(guest, boot);
                 Ok(None)
             }
+            Err(_) if self.guest_boot() != boot && self.wait_guest(deadline) => Ok(None),
             Err(failure) => {
+                let failure = if self.guest_boot() != boot && self.life() == Life::Running {
+                    Failure::new(
+                        HResult::HCS_E_CONNECTION_TIMEOUT,
+                        "the guest rebooted during its start and its agent did not connect in \
+                         time",
+                    )
+                } else {
+                    failure
+                };
                 tracing::warn!(id = %self.id, error = %failure.message, "guest agent not connected");
                 self.state.lock().stop_after_reply = Some(StopCause::Guest(EngineExit::Failed(
                     format!("the guest connection failed at start: {}", failure.message),
@@ -943,12 +1005,164 @@ impl System {
         }
     }
 
+    /// Makes `guest`, the agent's connection in boot `boot`, the system's, unless the
+    /// system has stopped or the guest has rebooted since (then it is closed).
+    fn keep_guest(&self, guest: Arc<GuestConnection>, boot: u64) {
+        // Under `guest_close`, so that a stop that takes this connection also sees it as
+        // the system's and tells its end before the exit.
+        let mut close = self.guest_close.lock();
+        let kept = {
+            let mut state = self.state.lock();
+            let running = matches!(state.life, Life::Running | Life::Paused);
+            let kept = running && state.boot == boot;
+            if kept {
+                state.guest = Some(Arc::clone(&guest));
+                self.exit_told.notify_all();
+            }
+            kept
+        };
+        if kept {
+            close.connected = true;
+            // An agent that left at once, before its connection was kept.
+            if close.ended {
+                self.tell_guest_closed(&mut close);
+            }
+            drop(close);
+            // The new boot's device is up: earlier boots' connections may go now.
+            self.close_stale_guests();
+        } else {
+            drop(close);
+            guest.close();
+        }
+    }
+
+    /// Waits until an agent connection is the system's, at most until `deadline`; false
+    /// when none is by then or the system stops.
+    fn wait_guest(&self, deadline: Instant) -> bool {
+        let mut state = self.state.lock();
+        while state.guest.is_none() && matches!(state.life, Life::Running | Life::Paused) {
+            if self.exit_told.wait_until(&mut state, deadline).timed_out() {
+                break;
+            }
+        }
+        state.guest.is_some()
+    }
+
+    /// Closes the agent connections of earlier boots (see `State::stale_guests`).
+    fn close_stale_guests(&self) {
+        let stale = std::mem::take(&mut self.state.lock().stale_guests);
+        for guest in stale {
+            guest.close();
+        }
+    }
+
+    /// The guest reset itself and is rebooting in place (`StopOnReset` false or absent; the
+    /// engine reported it, on a thread of its own): the system stays as it is, but its
+    /// guest connection has ended, as have the guest's processes. With `GuestConnection`,
+    /// waits in the background (this thread) for the agent of the new boot, as Start
+    /// does; a guest that does not connect within the guest-connect timeout leaves the
+    /// system running without an agent.
+    fn guest_reset(self: &Arc<Self>) {
+        let boot = {
+            let mut close = self.guest_close.lock();
+            let (guest, boot) = {
+                let mut state = self.state.lock();
+                if !matches!(state.life, Life::Running | Life::Paused) {
+                    return;
+                }
+                state.boot += 1;
+                self.exit_told.notify_all();
+                let guest = state.guest.take();
+                state.stale_guests.extend(guest.clone());
+                (guest, state.boot)
+            };
+            // The old agent is gone with the old boot, but its connection through the
+            // vsock backend does not end by itself and must not be closed yet (see
+            // `stale_guests`): its requests fail now.
+            if let Some(guest) = guest {
+                guest.abandon();
+            }
+            self.tell_guest_closed(&mut close);
+            *close = GuestClose::default();
+            boot
+        };
+        tracing::info!(id = %self.id, boot, "the guest reset itself; it reboots in place");
+        self.processes.lose_all(HResult::HCS_E_CONNECTION_CLOSED);
+        if !self.settings.guest_connection {
+            return;
+        }
+        let Some(uds) = self.plan.vsock_uds() else {
+            return;
+        };
+        // One reboot is several resets in quick succession, each on a thread of its own:
+        // only the current boot's may bind (a later bind replaces an earlier one's socket).
+        let relisten = self.relisten.lock();
+        if self.guest_boot() != boot {
+            return;
+        }
+        let bound = ControlListener::bind(&uds);
+        drop(relisten);
+        let listener = match bound {
+            Ok(listener) => listener,
+            Err(failure) => {
+                tracing::warn!(
+                    id = %self.id,
+                    error = %failure.message,
+                    "cannot listen for the guest agent after the reboot"
+                );
+                return;
+            }
+        };
+        let events = Arc::new(SystemGuestEvents {
+            system: Arc::downgrade(self),
+            boot,
+        });
+        // Another reset or a stop ends this wait.
+        let gone = || {
+            let state = self.state.lock();
+            !matches!(state.life, Life::Running | Life::Paused) || state.boot != boot
+        };
+        match listener.accept(guest_connect_timeout(), &gone, events) {
+            Ok(guest) => {
+                tracing::info!(
+                    id = %self.id,
+                    boot,
+                    "guest agent connected again after the reboot"
+                );
+                self.keep_guest(guest, boot);
+            }
+            Err(_) if gone() => {}
+            Err(failure) => {
+                tracing::warn!(
+                    id = %self.id,
+                    error = %failure.message,
+                    "the guest agent did not connect again after the guest rebooted; the \
+                     system keeps running without a guest connection"
+                );
+                self.close_stale_guests();
+            }
+        }
+    }
+
     fn guest(&self) -> Option<Arc<GuestConnection>> {
         self.state.lock().guest.clone()
     }
 
+    /// The agent's connection with the guest boot it belongs to.
+    fn guest_in_boot(&self) -> Option<(Arc<GuestConnection>, u64)> {
+        let state = self.state.lock();
+        state.guest.clone().map(|guest| (guest, state.boot))
+    }
+
+    /// The guest's current boot (how many times it has reset itself and rebooted).
+    pub fn guest_boot(&self) -> u64 {
+        self.state.lock().boot
+    }
+
     /// A graceful shutdown (HCS-API §7.8 `ShutdownOptions`): through the agent when there
-    /// is one, else the ACPI power button. Completes once the exit is recorded and told.
+    /// is one, else the ACPI power button. Completes once the exit is recorded and told,
+    /// or, for a reboot of a guest that reboots in place (no `StopOnReset`), once the
+    /// guest has reset (the system stays Running; its agent connects again later).
     fn shut_down(self: &Arc<Self>, options: Option<&str>) -> Result<Option<String>, Failure> {
         let options = match options {
             Some(o) => hcs_schema::parse::<hcs_schema::ShutdownOptions>(o)?,
@@ -964,6 +1178,17 @@ impl System {
             }
             Some(hcs_schema::ShutdownType::Reboot) => true,
             _ => false,
+        };
+        let in_place = reboot
+            && self.plan.reboot_in_place
+            && self.plan.engine_kind() == crate::engine::EngineKind::Qemu;
+        let boot = self.guest_boot();
+        let done = |timeout| {
+            if in_place {
+                self.wait_exit_or_reset(boot, timeout)
+            } else {
+                self.wait_exit_told(timeout)
+            }
         };
         let grace_ms = if options.force.unwrap_or(false) {
             0
@@ -987,7 +1212,7 @@ impl System {
         // The connection may close under the agent's answer as the guest powers off.
         if let Err(failure) = asked {
             let powering_off = failure.hresult == HResult::HCS_E_CONNECTION_CLOSED
-                && self.wait_exit_told(Duration::from_secs(10));
+                && done(Duration::from_secs(10));
             if !powering_off {
                 return Err(failure);
             }
@@ -995,7 +1220,7 @@ impl System {
         let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
         let mut exited = false;
         while !exited && Instant::now() < deadline {
-            exited = self.wait_exit_told(if button {
+            exited = done(if button {
                 BUTTON_REPEAT
             } else {
                 SHUTDOWN_TIMEOUT
@@ -1008,8 +1233,17 @@ impl System {
             }
         }
         if exited {
-            // `run` answers through the cut path: a graceful exit gives S_OK (rule 53).
+            // `run` answers through the cut path: a graceful exit gives S_OK (rule 53); a
+            // reboot in place is answered S_OK at once.
             Ok(None)
+        } else if in_place {
+            Err(Failure::new(
+                HResult::HCS_E_CONNECTION_TIMEOUT,
+                format!(
+                    "the guest did not reboot within {} s; terminate it instead",
+                    SHUTDOWN_TIMEOUT.as_secs()
+                ),
+            ))
         } else {
             Err(Failure::new(
                 HResult::HCS_E_CONNECTION_TIMEOUT,
@@ -1066,7 +1300,7 @@ impl System {
                     ),
                 )),
                 Life::Running => {
-                    let guest = self.guest().ok_or_else(|| {
+                    let guest = self.guest_in_boot().ok_or_else(|| {
                         Failure::new(
                             HResult::HCS_E_CONNECTION_CLOSED,
                             format!("the guest agent of '{}' is not connected", self.id),
@@ -1077,7 +1311,7 @@ impl System {
                 life => Err(self.invalid_state("create a process in", life)),
             }
         })();
-        let (guest, (request, [stdin, stdout, stderr])) = match checked {
+        let ((guest, boot), (request, [stdin, stdout, stderr])) = match checked {
             Ok(ready) => ready,
             Err(failure) => return requester.reply_outcome(Err(failure), phase),
         };
@@ -1087,13 +1321,22 @@ impl System {
             let session = requester.session.upgrade();
             match (outcome, session) {
                 (Ok(streams), Some(session)) => {
-                    let pid = streams.pid;
+                    let key = ProcessKey {
+                        boot,
+                        pid: streams.pid,
+                    };
                     let document = process_information(streams);
                     let reply =
                         crate::host::reply_message(requester.request_id, Ok(Some(document)), phase);
-                    session.bind_process(handle, &system, pid);
+                    session.bind_process(handle, &system, key);
                     // Binding cannot be refused here (`must_exist` is false).
-                    let _ = system.processes.bind(&session, handle, pid, false, reply);
+                    let _ = system.processes.bind(&session, handle, key, false, reply);
+                    // The guest rebooted under the create: the process is gone with it.
+                    if system.guest_boot() != boot {
+                        system
+                            .processes
+                            .ended(key, Ending::Lost(HResult::HCS_E_CONNECTION_CLOSED));
+                    }
                 }
                 // Nobody to hand the streams to: dropping them closes them.
                 (Ok(_), None) => {}
@@ -1124,31 +1367,32 @@ impl System {
         session: &Arc<SessionShared>,
         request_id: u64,
         handle: ProcessHandle,
-        pid: u32,
+        key: ProcessKey,
     ) -> bool {
         let reply = crate::host::reply_message(request_id, Ok(None), "OpenProcess");
         if self
             .processes
-            .bind(session, handle, pid, true, reply)
+            .bind(session, handle, key, true, reply)
             .is_ok()
         {
-            session.bind_process(handle, self, pid);
+            session.bind_process(handle, self, key);
             true
         } else {
             false
         }
     }
 
-    /// A request on process `pid` (from a handle of `created` = made by HcsCreateProcess).
+    /// A request on process `key` (from a handle of `created` = made by HcsCreateProcess).
     pub fn process_request(
         self: &Arc<Self>,
         requester: Requester,
-        pid: u32,
+        key: ProcessKey,
         created: bool,
         request: ProcessRequest,
     ) {
+        let pid = key.pid;
         let phase = request.phase();
-        let ending = self.processes.ending(pid);
+        let ending = self.processes.ending(key);
         let stopped = || {
             Failure::new(
                 HResult::HCS_E_PROCESS_ALREADY_STOPPED,
@@ -1202,7 +1446,11 @@ impl System {
                 Err(failure) => return requester.reply_outcome(Err(failure), phase),
             },
         };
-        let Some(guest) = self.guest() else {
+        // A process of an earlier boot of the guest is gone with it.
+        let Some(guest) = self
+            .guest_in_boot()
+            .and_then(|(guest, boot)| (boot == key.boot).then_some(guest))
+        else {
             return requester.reply_outcome(Err(stopped()), phase);
         };
         let system = Arc::clone(self);
@@ -1212,9 +1460,9 @@ impl System {
             let outcome = match outcome {
                 Err(f)
                     if f.hresult == HResult::HCS_E_CONNECTION_CLOSED
-                        || system.processes.ending(pid).is_some() =>
+                        || system.processes.ending(key).is_some() =>
                 {
-                    if system.processes.ending(pid).is_some() {
+                    if system.processes.ending(key).is_some() {
                         Err(Failure::new(
                             HResult::HCS_E_PROCESS_ALREADY_STOPPED,
                             format!("process {pid} has already exited"),

@@ -43,6 +43,7 @@ fn one(n: usize) -> (Duration, Duration, Duration) {
         disks: Vec::new(),
         vsock: None,
         accel: Accel::Auto,
+        on_reset: hcs_qemu::OnReset::Exit,
         runtime_dir: dir.join("run"),
     };
     let (tx, rx) = mpsc::channel();

@@ -4,7 +4,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
-use crate::config::{Machine, ResolvedAccel, VmConfig};
+use crate::config::{Machine, OnReset, ResolvedAccel, VmConfig};
 
 /// The file descriptor QEMU finds its end of the QMP socket pair on.
 pub(crate) const QMP_FD: i32 = 3;
@@ -63,11 +63,16 @@ pub(crate) fn qemu_args(config: &VmConfig, plan: &Plan<'_>) -> Vec<OsString> {
     // QMP on a socket pair we made: fd 3 in QEMU. Nobody else can reach the monitor.
     args.pair("-chardev", format!("socket,id=qmp,fd={QMP_FD}"));
     args.pair("-mon", "chardev=qmp,mode=control");
-    // A reset or panic ends QEMU (after the SHUTDOWN / GUEST_PANICKED event) instead of
-    // rebooting or pausing, so every guest exit is one event then the process ending.
+    // A panic (and, unless the guest reboots in place, a reset) ends QEMU after the
+    // SHUTDOWN / GUEST_PANICKED event instead of pausing or rebooting, so every guest exit
+    // is one event then the process ending. A reset in place is a RESET event.
+    let reboot = match config.on_reset {
+        OnReset::Exit => "shutdown",
+        OnReset::Reboot => "reset",
+    };
     args.pair(
         "-action",
-        "reboot=shutdown,shutdown=poweroff,panic=shutdown",
+        format!("reboot={reboot},shutdown=poweroff,panic=shutdown"),
     );
     // pvpanic (ISA port 0x505, ACPI id QEMU0001): the guest's pvpanic-mmio driver reports
     // panics through it.
@@ -196,6 +201,7 @@ mod tests {
                 uds_path: "/run/v".into(),
             }),
             accel: Accel::Tcg,
+            on_reset: OnReset::Exit,
             runtime_dir: "/run/vm".into(),
         }
     }
@@ -230,6 +236,25 @@ mod tests {
         assert!(line.contains("-device vhost-user-vsock-device,chardev=vsock"));
         assert!(line.contains("-append console=ttyS0 panic=-1"));
         assert!(line.contains(" -S "));
+        assert!(line.contains("-action reboot=shutdown,shutdown=poweroff,panic=shutdown"));
+    }
+
+    #[test]
+    fn reboot_in_place_resets() {
+        let mut config = config();
+        config.on_reset = OnReset::Reboot;
+        let plan = Plan {
+            machine: Machine::Q35,
+            accel: ResolvedAccel::Tcg,
+            vhost_vsock_socket: &PathBuf::from("/run/vm/vhost-vsock.sock"),
+            disk_is_block_device: &[false],
+        };
+        let line = qemu_args(&config, &plan)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(line.contains("-action reboot=reset,shutdown=poweroff,panic=shutdown"));
     }
 
     #[test]

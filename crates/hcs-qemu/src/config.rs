@@ -24,6 +24,8 @@ pub struct VmConfig {
     pub vsock: Option<Vsock>,
     /// Which accelerator to run the guest on.
     pub accel: Accel,
+    /// What a guest reset does: end the VM ([`OnReset::Exit`]) or reboot it in place.
+    pub on_reset: OnReset,
     /// Private directory for this VM's sockets and logs (`qemu.log`,
     /// `vhost-device-vsock.log`, `vhost-vsock.sock`). Created if missing (with its parents)
     /// and removed by [`crate::Vm::stop`] (a directory that existed before with other files
@@ -61,6 +63,17 @@ pub struct Vsock {
     /// `uds_path` itself and writes `CONNECT <port>\n` to reach a guest listener. The backend
     /// creates `uds_path`; [`crate::Vm::stop`] removes it.
     pub uds_path: PathBuf,
+}
+
+/// What happens when the guest resets itself (`reboot -f`, a triple fault).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnReset {
+    /// QEMU ends (`-action reboot=shutdown`) and the VM reports [`crate::Exit::Reset`].
+    #[default]
+    Exit,
+    /// The guest reboots in place (`-action reboot=reset`): the VM keeps running and
+    /// calls the handler given to [`crate::Vm::on_guest_reset`] after each reset.
+    Reboot,
 }
 
 /// The accelerator asked for.

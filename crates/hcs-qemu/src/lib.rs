@@ -11,7 +11,7 @@
 //!  power_button  <── reply (channel) ─────────────────────────────┐        v          │
 //!                                    thread "qemu-<pid>":         │  socketpair (fd 3  │
 //!  stop(): quit, 2 s, SIGKILL,         QmpReader: replies ────────┘   in QEMU, -mon)  │
-//!   reap, kill backend, rm dir         events: SHUTDOWN/GUEST_PANICKED                │
+//!   reap, kill backend, rm dir         events: SHUTDOWN/GUEST_PANICKED/RESET          │
 //!                                      EOF -> waitid(WNOWAIT) -> reap -> on_exit(Exit)│
 //!                                   └─────────────────────────────────────────────────┘
 //!   qemu-system-x86_64 -S ... ── vhost-user ──> vhost-device-vsock ── <uds_path>[_port]
@@ -58,7 +58,14 @@
 //!   else can reach the monitor, and QEMU ending shows as end-of-file at once.
 //! - **`-action reboot=shutdown,panic=shutdown`**: a guest reset or panic ends QEMU after
 //!   its `SHUTDOWN` (reason `guest-reset`/`guest-panic`) or `GUEST_PANICKED` event, like a
-//!   power-off, so every way a VM ends is "events, then the process ends".
+//!   power-off, so every way a VM ends is "events, then the process ends". With
+//!   [`OnReset::Reboot`] it is `reboot=reset` instead: the guest reboots in place (the same
+//!   kernel, initrd and command line, the same vsock backend), QEMU emits `RESET` (reason
+//!   `guest-reset`) and the VM calls its [`ResetHandler`]; it does not end. One guest
+//!   reboot is one to three `RESET`s (SeaBIOS resets the machine again). A vsock connection
+//!   of the old boot must stay open on the host until the new boot has connected:
+//!   `vhost-device-vsock` takes no new guest connection after the host closed one while the
+//!   device was resetting.
 //! - **`pvpanic`** (ISA port 0x505, ACPI id `QEMU0001`) is how a guest reports a panic; the
 //!   guest needs the `pvpanic` and `pvpanic-mmio` modules.
 //! - **Serial ports** are `isa-serial` devices at fixed indexes (so COM2 can exist without
@@ -80,6 +87,8 @@
 //! `GUEST_PANICKED` -> [`Exit::GuestPanic`]; `SHUTDOWN` from the guest -> [`Exit::PowerOff`]
 //! or [`Exit::Reset`]; QEMU ending any other way -> [`Exit::Died`] with its exit status and
 //! stderr tail (QEMU's stdout and stderr go to `qemu.log` in the runtime directory).
+//! A guest reset under [`OnReset::Reboot`] is no end: the monitor thread calls the
+//! [`ResetHandler`] (see [`Vm::on_guest_reset`]) for each `RESET` the guest caused.
 //!
 //! # Programs
 //!
@@ -104,6 +113,6 @@ mod qmp;
 mod vm;
 
 pub use accel::{resolve_accel, ACCEL_ENV};
-pub use config::{Accel, Disk, Machine, ResolvedAccel, SerialPort, VmConfig, Vsock};
+pub use config::{Accel, Disk, Machine, OnReset, ResolvedAccel, SerialPort, VmConfig, Vsock};
 pub use error::Error;
-pub use vm::{Exit, ExitHandler, Vm, MACHINE_ENV, QEMU_ENV, VHOST_DEVICE_VSOCK_ENV};
+pub use vm::{Exit, ExitHandler, ResetHandler, Vm, MACHINE_ENV, QEMU_ENV, VHOST_DEVICE_VSOCK_ENV};

@@ -118,7 +118,7 @@ struct QemuVersion {
     micro: u32,
 }
 
-/// `SHUTDOWN`'s data.
+/// `SHUTDOWN`'s and `RESET`'s data.
 #[derive(Debug, Deserialize)]
 struct ShutdownData {
     guest: bool,
@@ -132,6 +132,9 @@ pub(crate) enum Event {
     /// with `-action`), `reason` is QMP's `ShutdownCause` (`guest-shutdown`, `guest-reset`,
     /// `guest-panic`, `host-qmp-quit`, `host-signal`, ...).
     Shutdown { guest: bool, reason: String },
+    /// The machine was reset (`-action reboot=reset`): `guest` says whether the guest
+    /// asked, `reason` is QMP's `ShutdownCause` (`guest-reset` for `reboot -f`).
+    Reset { guest: bool, reason: String },
     /// The guest reported a panic through pvpanic.
     GuestPanicked,
     /// Any other event, by name.
@@ -385,6 +388,16 @@ fn parse_event(name: String, data: serde_json::Value) -> Event {
                 reason: "unknown".to_owned(),
             },
         },
+        "RESET" => match serde_json::from_value::<ShutdownData>(data) {
+            Ok(d) => Event::Reset {
+                guest: d.guest,
+                reason: d.reason,
+            },
+            Err(_) => Event::Reset {
+                guest: false,
+                reason: "unknown".to_owned(),
+            },
+        },
         "GUEST_PANICKED" => Event::GuestPanicked,
         _ => Event::Other(name),
     }
@@ -425,6 +438,8 @@ mod tests {
             w.write_all(
                 b"{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"SHUTDOWN\", \
                   \"data\": {\"guest\": true, \"reason\": \"guest-reset\"}}\n\
+                  {\"timestamp\": {\"seconds\": 1, \"microseconds\": 3}, \"event\": \"RESET\", \
+                  \"data\": {\"guest\": true, \"reason\": \"guest-reset\"}}\n\
                   {\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": 2}\n",
             )
             .unwrap();
@@ -449,10 +464,16 @@ mod tests {
         ));
         assert_eq!(
             events,
-            vec![Event::Shutdown {
-                guest: true,
-                reason: "guest-reset".into()
-            }]
+            vec![
+                Event::Shutdown {
+                    guest: true,
+                    reason: "guest-reset".into()
+                },
+                Event::Reset {
+                    guest: true,
+                    reason: "guest-reset".into()
+                }
+            ]
         );
         assert!(matches!(
             client.execute(Command::Cont, Duration::from_secs(1)),

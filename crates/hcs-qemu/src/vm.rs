@@ -45,7 +45,8 @@ const MAX_SOCKET_PATH: usize = 107;
 pub enum Exit {
     /// The guest powered off (ACPI S5, `poweroff -f`).
     PowerOff,
-    /// The guest reset itself (`reboot -f`, triple fault); QEMU stops instead of rebooting.
+    /// The guest reset itself (`reboot -f`, triple fault) under [`crate::OnReset::Exit`]:
+    /// QEMU stops instead of rebooting.
     Reset,
     /// The guest panicked and said so through pvpanic.
     GuestPanic,
@@ -61,6 +62,11 @@ pub enum Exit {
 /// call back into the VM: a `stop()` from another thread waits for a running handler to
 /// return. (A `stop()` or drop of the `Vm` from inside the handler is safe.)
 pub type ExitHandler = Box<dyn Fn(Exit) + Send + Sync>;
+
+/// Called from a thread of this crate each time the guest resets itself while the VM runs
+/// with [`crate::OnReset::Reboot`] (the guest is already rebooting); never once
+/// [`Vm::stop`] has begun. Like an [`ExitHandler`], it should hand work to another thread.
+pub type ResetHandler = Box<dyn Fn() + Send + Sync>;
 
 /// One VM: a `qemu-system-x86_64` process (and its vsock backend) driven over QMP.
 ///
@@ -94,6 +100,8 @@ struct Shared {
     cpu_time: AtomicU64,
     /// The monitor thread's id (so a stop() from the exit handler does not join itself).
     monitor_id: Mutex<Option<ThreadId>>,
+    /// Told of each guest reset (with [`crate::OnReset::Reboot`]).
+    on_reset: Mutex<Option<Arc<ResetHandler>>>,
 }
 
 impl Vm {
@@ -259,6 +267,7 @@ impl Vm {
             ended_cv: Condvar::new(),
             cpu_time: AtomicU64::new(0),
             monitor_id: Mutex::new(None),
+            on_reset: Mutex::new(None),
         });
         let monitor = {
             let shared = shared.clone();
@@ -291,6 +300,12 @@ impl Vm {
             memory_mb: config.memory_mb,
             vcpus: config.vcpus,
         })
+    }
+
+    /// Sets the handler told of each guest reset under [`crate::OnReset::Reboot`] (set it
+    /// before [`Vm::start`]: a reset before it is not reported). Replaces any earlier one.
+    pub fn on_guest_reset(&self, handler: ResetHandler) {
+        *self.shared.on_reset.lock() = Some(Arc::new(handler));
     }
 
     /// Runs the guest from its first instruction (QMP `cont`).
@@ -470,7 +485,16 @@ fn monitor(shared: &Shared, mut reader: QmpReader, on_exit: ExitHandler) {
                         guest: false,
                         reason,
                     } => host_reason = Some(reason),
-                    Event::Other(_) => {}
+                    // Only with reboot=reset: the guest reboots in place.
+                    Event::Reset { guest: true, .. } => {
+                        let handler = shared.on_reset.lock().clone();
+                        let stopping = *shared.stopping.lock();
+                        if let (Some(handler), false) = (handler, stopping) {
+                            tracing::info!(pid = shared.qemu.pid(), "guest reset; rebooting");
+                            handler();
+                        }
+                    }
+                    Event::Reset { guest: false, .. } | Event::Other(_) => {}
                 }
             }
             Ok(None) => break,

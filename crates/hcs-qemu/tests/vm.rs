@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use hcs_qemu::{Disk, Error, Exit, ResolvedAccel, SerialPort, Vm, Vsock};
+use hcs_qemu::{Disk, Error, Exit, OnReset, ResolvedAccel, SerialPort, Vm, Vsock};
 
 /// Generous for TCG on a loaded 2-core machine (a boot takes about 1.5 s alone).
 const BOOT: Duration = Duration::from_secs(60);
@@ -83,11 +83,39 @@ fn guest_reset_is_reported_not_rebooted() {
     let dir = scratch("reset");
     let initrd = initramfs(&dir, &[], &format!("echo {MARK} up; reboot -f"));
     let (exits, handler) = Exits::new();
-    let vm = Vm::create(config(&dir, initrd), handler).expect("create");
+    let config = config(&dir, initrd);
+    assert_eq!(config.on_reset, OnReset::Exit);
+    let vm = Vm::create(config, handler).expect("create");
     vm.start().expect("start");
     assert_eq!(exits.wait(BOOT, "guest ran reboot -f"), Exit::Reset);
     vm.stop();
     assert_eq!(exits.count(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn guest_reset_reboots_in_place_with_on_reset_reboot() {
+    let _slot = vm_slot();
+    let dir = scratch("reboot");
+    // Every boot resets at once: two resets prove the first one rebooted the guest.
+    let initrd = initramfs(&dir, &[], &format!("echo {MARK} up; reboot -f"));
+    let (exits, handler) = Exits::new();
+    let mut config = config(&dir, initrd);
+    config.on_reset = OnReset::Reboot;
+    let vm = Vm::create(config, handler).expect("create");
+    let (tx, rx) = std::sync::mpsc::channel();
+    vm.on_guest_reset(Box::new(move || {
+        let _ = tx.send(());
+    }));
+    vm.start().expect("start");
+    rx.recv_timeout(BOOT).expect("a reset, reported");
+    assert_eq!(exits.count(), 0, "a reset in place is no exit");
+    // The guest boots again from the same kernel: it resets again.
+    rx.recv_timeout(BOOT)
+        .expect("a second reset after the reboot");
+    assert_eq!(exits.count(), 0);
+    vm.stop();
+    assert_eq!(exits.count(), 0, "no exit after stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -595,5 +623,93 @@ fn qemu_dies_with_its_owner() {
         !process_alive(backend),
         "vhost-device-vsock {backend} outlived its owner"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With `OnReset::Reboot`, the project's guest that reboots comes back over the same vsock
+/// backend: its agent connects again after the reset and says Hello.
+#[test]
+fn project_guest_reconnects_over_vsock_after_a_reboot_in_place() {
+    use hcs_guest_protocol as proto;
+    use std::os::unix::net::UnixListener;
+    let _slot = vm_slot();
+    let dir = scratch("agent-reboot");
+    let mut cfg = config(&dir, project_initrd());
+    let uds = dir.join("vsock");
+    cfg.vsock = Some(Vsock {
+        guest_cid: 3,
+        uds_path: uds.clone(),
+    });
+    cfg.memory_mb = 512;
+    cfg.vcpus = 2;
+    cfg.on_reset = OnReset::Reboot;
+    let port = proto::CONTROL_PORT;
+    let listener = UnixListener::bind(format!("{}_{port}", uds.display())).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let (exits, handler) = Exits::new();
+    let vm = Vm::create(cfg, handler).expect("create");
+    let (tx, resets) = std::sync::mpsc::channel();
+    vm.on_guest_reset(Box::new(move || {
+        let _ = tx.send(());
+    }));
+    let serial = Serial::connect(&dir.join("com1"));
+    vm.start().expect("start");
+    let accept = |what: &str| {
+        let deadline = Instant::now() + BOOT;
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!(
+                    "the guest agent never connected {what} ({e}); console:\n{}",
+                    serial.text()
+                ),
+            }
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.set_read_timeout(Some(BOOT)).unwrap();
+        let hello: proto::Hello = proto::read_frame(&mut conn).expect("the agent's Hello");
+        assert!(hello.kernel.contains("cloud-amd64"), "{hello:?}");
+        conn
+    };
+    let mut conn = accept("at boot");
+    proto::write_frame(&mut conn, &proto::HostMessage::Welcome { version: 1 }).unwrap();
+    proto::write_frame(
+        &mut conn,
+        &proto::HostMessage::Request {
+            id: 1,
+            body: proto::Request::Shutdown {
+                reboot: true,
+                grace_ms: 0,
+            },
+        },
+    )
+    .unwrap();
+    resets.recv_timeout(BOOT).expect("the guest resets");
+    let mut again = accept("after the reboot");
+    // Only now may the old boot's connection be closed: a close during the reset leaves
+    // the backend unable to take the new boot's connections.
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+    proto::write_frame(&mut again, &proto::HostMessage::Welcome { version: 1 }).unwrap();
+    proto::write_frame(
+        &mut again,
+        &proto::HostMessage::Request {
+            id: 1,
+            body: proto::Request::ListProcesses,
+        },
+    )
+    .unwrap();
+    let answer: proto::GuestMessage = proto::read_frame(&mut again).expect("an answer");
+    assert!(
+        matches!(answer, proto::GuestMessage::Response(_)),
+        "{answer:?}; console:\n{}",
+        serial.text()
+    );
+    assert_eq!(exits.count(), 0);
+    vm.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

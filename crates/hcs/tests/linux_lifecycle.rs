@@ -1,6 +1,7 @@
 //! Linux guests that stop: graceful shutdown through the agent, terminate with processes
 //! running (each closing the guest connection before the exit, HCS-API §4.1), a kernel panic, a crash, QEMU killed from outside, and the documents that must
-//! be refused (missing kernel, unreadable initrd, command line too long). Each test that
+//! be refused (missing kernel, unreadable initrd, command line too long), and guests that
+//! reboot: in place without `StopOnReset`, a graceful exit with it. Each test that
 //! stops its VM boots its own. Rule numbers are HCS-API.md's.
 
 mod common;
@@ -337,4 +338,126 @@ fn com_port_is_a_unix_socket_in_the_pipe_directory_with_the_console() {
     system.terminate().wait().unwrap();
     let seen = reader.join().unwrap();
     assert!(seen.contains("hcs-guest"), "console output: {seen}");
+}
+
+/// The standard Linux VM without `StopOnReset`: a guest reset reboots it in place.
+fn rebooting_vm() -> String {
+    let mut document: Value = serde_json::from_str(&linux::linux_vm()).unwrap();
+    let removed = document["VirtualMachine"]
+        .as_object_mut()
+        .unwrap()
+        .remove("StopOnReset");
+    assert_eq!(removed, Some(Value::Bool(true)));
+    document.to_string()
+}
+
+/// Runs `echo back` as soon as the guest's agent takes processes again (within `within`):
+/// its output and exit code.
+fn echo_back(system: &ComputeSystem, within: Duration) -> (String, i32) {
+    let deadline = Instant::now() + within;
+    let mut process = loop {
+        match system.create_process(r#"{"CommandArgs":["echo","back"],"CreateStdOutPipe":true}"#) {
+            Ok(process) => break process,
+            // No agent until the new boot's connects.
+            Err(error) if error.hresult == HResult::HCS_E_CONNECTION_CLOSED => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no guest agent {within:?} after the reboot: {error:?}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(error) => panic!("create_process after the reboot: {error:?}"),
+        }
+    };
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut process.take_stdout().unwrap(), &mut text).unwrap();
+    let code = process
+        .wait_for_exit_code(Some(Duration::from_secs(30)))
+        .unwrap();
+    (text, code)
+}
+
+fn state(system: &ComputeSystem) -> String {
+    let properties: Value = serde_json::from_str(&system.properties(None).wait().unwrap()).unwrap();
+    properties["State"].as_str().unwrap_or("").to_owned()
+}
+
+/// The next event within `timeout`, if any.
+fn next_event(events: &EventStream, timeout: Duration) -> Option<EventType> {
+    events.recv_timeout(timeout).map(|e| e.event_type)
+}
+
+#[test]
+fn a_guest_that_reboots_itself_without_stop_on_reset_reboots_in_place() {
+    let _one = ONE_VM.lock();
+    let system = booted("linux-reboot", &rebooting_vm());
+    let events = system.events().expect("event callback");
+    let sleeping = sleeper(&system);
+    // The agent may answer before the guest resets, or the connection may close first.
+    let reboot = system.create_process(r#"{"CommandArgs":["reboot","-f"]}"#);
+    if let Err(error) = &reboot {
+        assert_eq!(error.hresult, HResult::HCS_E_CONNECTION_CLOSED, "{error:?}");
+    }
+    // The guest connection closes once; the system does not exit.
+    assert_eq!(
+        next_event(&events, Duration::from_secs(60)),
+        Some(EventType::SystemGuestConnectionClosed)
+    );
+    // The processes of the old boot are lost with the connection.
+    let lost = sleeping
+        .wait_for_exit_code(Some(Duration::from_secs(10)))
+        .unwrap_err();
+    assert_eq!(lost.hresult, HResult::HCS_E_CONNECTION_CLOSED);
+    assert_eq!(state(&system), "Running");
+    let started = Instant::now();
+    let (text, code) = echo_back(&system, Duration::from_secs(60));
+    eprintln!("agent back {:?} after the reset", started.elapsed());
+    assert_eq!((text.as_str(), code), ("back\n", 0));
+    assert_eq!(state(&system), "Running");
+    // Nothing else happened meanwhile: no exit, no second close.
+    assert_eq!(next_event(&events, Duration::from_millis(300)), None);
+    // The new boot's connection closes at the terminate, then the one exit.
+    system.terminate().wait().expect("terminate");
+    let status = exit_status(&system);
+    assert_eq!(status["ExitType"], "ForcedExit", "{status}");
+    assert_eq!(
+        events_through_exit(&events),
+        [
+            EventType::SystemGuestConnectionClosed,
+            EventType::SystemExited
+        ]
+    );
+}
+
+#[test]
+fn shutdown_type_reboot_without_stop_on_reset_completes_and_the_guest_comes_back() {
+    let _one = ONE_VM.lock();
+    let system = booted("linux-reboot-op", &rebooting_vm());
+    let events = system.events().expect("event callback");
+    system
+        .shutdown(Some(r#"{"Type":"Reboot"}"#))
+        .wait()
+        .expect("the reboot completes");
+    assert_eq!(state(&system), "Running");
+    assert_eq!(
+        next_event(&events, Duration::from_secs(10)),
+        Some(EventType::SystemGuestConnectionClosed)
+    );
+    let (text, code) = echo_back(&system, Duration::from_secs(60));
+    assert_eq!((text.as_str(), code), ("back\n", 0));
+    assert_eq!(state(&system), "Running");
+    assert_eq!(next_event(&events, Duration::from_millis(300)), None);
+    system.terminate().wait().expect("terminate");
+    let status = exit_status(&system);
+    assert_eq!(status["ExitType"], "ForcedExit", "{status}");
+}
+
+#[test]
+fn a_guest_reset_with_stop_on_reset_is_a_graceful_exit() {
+    let _one = ONE_VM.lock();
+    let system = booted("linux-stop-on-reset", &linux::linux_vm());
+    let _ = system.create_process(r#"{"CommandArgs":["reboot","-f"]}"#);
+    let status = exit_status(&system);
+    assert_eq!(status["ExitType"], "GracefulExit", "{status}");
+    assert_eq!(status["Status"], 0);
 }

@@ -253,6 +253,7 @@ pub fn config(dir: &Path, initrd: PathBuf) -> VmConfig {
         disks: Vec::new(),
         vsock: None,
         accel: Accel::Tcg,
+        on_reset: hcs_qemu::OnReset::Exit,
         runtime_dir: dir.join("run"),
     }
 }
