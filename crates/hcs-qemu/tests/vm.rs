@@ -480,15 +480,10 @@ fn vsock_device_and_backend_are_there() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The project's guest image: its agent (/init) loads the vsock modules and connects to the
-/// host (CID 2) on the control port, which vhost-device-vsock turns into a connection to
-/// `<uds_path>_<port>`, where it says Hello first.
-#[test]
-fn project_guest_reaches_the_host_over_vsock() {
-    use std::os::unix::net::UnixListener;
-    let _slot = vm_slot();
-    let dir = scratch("agent");
-    let mut cfg = config(&dir, project_initrd());
+/// The project's guest (512 MB) with a vsock device, and the host's non-blocking listener
+/// for its agent's control port (vhost-device-vsock's `<uds_path>_<port>`).
+fn project_guest_with_vsock(dir: &Path) -> (hcs_qemu::VmConfig, std::os::unix::net::UnixListener) {
+    let mut cfg = config(dir, project_initrd());
     let uds = dir.join("vsock");
     cfg.vsock = Some(Vsock {
         guest_cid: 3,
@@ -496,8 +491,20 @@ fn project_guest_reaches_the_host_over_vsock() {
     });
     cfg.memory_mb = 512;
     let port = hcs_guest_protocol::CONTROL_PORT;
-    let listener = UnixListener::bind(format!("{}_{port}", uds.display())).unwrap();
+    let listener =
+        std::os::unix::net::UnixListener::bind(format!("{}_{port}", uds.display())).unwrap();
     listener.set_nonblocking(true).unwrap();
+    (cfg, listener)
+}
+
+/// The project's guest image: its agent (/init) loads the vsock modules and connects to the
+/// host (CID 2) on the control port, which vhost-device-vsock turns into a connection to
+/// `<uds_path>_<port>`, where it says Hello first.
+#[test]
+fn project_guest_reaches_the_host_over_vsock() {
+    let _slot = vm_slot();
+    let dir = scratch("agent");
+    let (cfg, listener) = project_guest_with_vsock(&dir);
     let (exits, handler) = Exits::new();
     let vm = Vm::create(cfg, handler).expect("create");
     let serial = Serial::connect(&dir.join("com1"));
@@ -510,7 +517,8 @@ fn project_guest_reaches_the_host_over_vsock() {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => panic!(
-                "the guest agent never connected to vsock port {port} ({e}); console:\n{}",
+                "the guest agent never connected to vsock port {} ({e}); console:\n{}",
+                hcs_guest_protocol::CONTROL_PORT,
                 serial.text()
             ),
         }
@@ -631,21 +639,11 @@ fn qemu_dies_with_its_owner() {
 #[test]
 fn project_guest_reconnects_over_vsock_after_a_reboot_in_place() {
     use hcs_guest_protocol as proto;
-    use std::os::unix::net::UnixListener;
     let _slot = vm_slot();
     let dir = scratch("agent-reboot");
-    let mut cfg = config(&dir, project_initrd());
-    let uds = dir.join("vsock");
-    cfg.vsock = Some(Vsock {
-        guest_cid: 3,
-        uds_path: uds.clone(),
-    });
-    cfg.memory_mb = 512;
+    let (mut cfg, listener) = project_guest_with_vsock(&dir);
     cfg.vcpus = 2;
     cfg.on_reset = OnReset::Reboot;
-    let port = proto::CONTROL_PORT;
-    let listener = UnixListener::bind(format!("{}_{port}", uds.display())).unwrap();
-    listener.set_nonblocking(true).unwrap();
     let (exits, handler) = Exits::new();
     let vm = Vm::create(cfg, handler).expect("create");
     let (tx, resets) = std::sync::mpsc::channel();
