@@ -490,17 +490,12 @@ impl Session {
                     ),
                 }
             }
-            RequestBody::GetServiceProperties { query } => {
-                let outcome = crate::service::properties(query.as_deref()).map(Some);
-                shared.reply(id, outcome, "GetServiceProperties");
-            }
-            RequestBody::ModifyServiceSettings { settings } => {
-                let outcome = crate::service::modify_settings(&settings).map(|()| None);
-                shared.reply(id, outcome, "ModifyServiceSettings");
-            }
-            RequestBody::SubmitWerReport { report } => {
-                let outcome = crate::service::submit_wer_report(&report).map(|()| None);
-                shared.reply(id, outcome, "SubmitWerReport");
+            body @ (RequestBody::GetServiceProperties { .. }
+            | RequestBody::ModifyServiceSettings { .. }
+            | RequestBody::SubmitWerReport { .. }) => {
+                if let Some(outcome) = crate::service::answer(&body) {
+                    shared.reply(id, outcome, body.phase());
+                }
             }
             RequestBody::HoldSystem { handle, hold } => {
                 let system = shared.handles.lock().get(&handle).cloned();

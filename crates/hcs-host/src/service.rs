@@ -3,6 +3,7 @@
 //! client talks to.
 
 use crate::error::Failure;
+use crate::protocol::RequestBody;
 use hcs_schema::HResult;
 use hcs_schema::{
     BasicInformation, CrashReport, GetPropertyType, LogicalProcessor, ModificationRequest,
@@ -13,6 +14,17 @@ use std::path::Path;
 /// The newest schema version whose documents this host parses (rule 43: an entry A.X
 /// means A.0 to A.X are accepted).
 pub const SUPPORTED_SCHEMA: (u32, u32) = (2, 6);
+
+/// The answer to a service request (`GetServiceProperties`, `ModifyServiceSettings`,
+/// `SubmitWerReport`), the same from every host; `None` for a request of another kind.
+pub fn answer(body: &RequestBody) -> Option<Result<Option<String>, Failure>> {
+    Some(match body {
+        RequestBody::GetServiceProperties { query } => properties(query.as_deref()).map(Some),
+        RequestBody::ModifyServiceSettings { settings } => modify_settings(settings).map(|()| None),
+        RequestBody::SubmitWerReport { report } => submit_wer_report(report).map(|()| None),
+        _ => return None,
+    })
+}
 
 /// `HcsGetServiceProperties`: one element per requested type, in request order (rule 43).
 /// `Basic` and `ProcessorTopology` are answered; the other types need Windows features

@@ -652,17 +652,12 @@ impl Router {
                 let outcome = self.live_counts();
                 client.reply(id, outcome, "LiveCounts");
             }
-            RequestBody::GetServiceProperties { query } => {
-                let outcome = hcs_host::service::properties(query.as_deref()).map(Some);
-                client.reply(id, outcome, "GetServiceProperties");
-            }
-            RequestBody::ModifyServiceSettings { settings } => {
-                let outcome = hcs_host::service::modify_settings(&settings).map(|()| None);
-                client.reply(id, outcome, "ModifyServiceSettings");
-            }
-            RequestBody::SubmitWerReport { report } => {
-                let outcome = hcs_host::service::submit_wer_report(&report).map(|()| None);
-                client.reply(id, outcome, "SubmitWerReport");
+            body @ (RequestBody::GetServiceProperties { .. }
+            | RequestBody::ModifyServiceSettings { .. }
+            | RequestBody::SubmitWerReport { .. }) => {
+                if let Some(outcome) = hcs_host::service::answer(&body) {
+                    client.reply(id, outcome, body.phase());
+                }
             }
         }
     }
