@@ -74,20 +74,7 @@ pub fn run(options: &Options) -> Result<MemoryResults> {
     flat_cycle(&unique_id("mem-warm", 0, 0), EMPTY_VM_JSON)?;
     let before = Snapshot::take()?;
     let started = Instant::now();
-    let mut systems = Vec::with_capacity(n);
-    let outcome = (|| -> Result<()> {
-        for i in 0..n {
-            let system = ComputeSystem::create(&unique_id("mem", 0, i), EMPTY_VM_JSON)
-                .wait()
-                .map_err(|e| format!("create VM {i}: {e}"))?;
-            system
-                .start()
-                .wait()
-                .map_err(|e| format!("start VM {i}: {e}"))?;
-            systems.push(system);
-        }
-        Ok(())
-    })();
+    let (systems, outcome) = start_empty_vms("mem", n);
     let start_seconds = started.elapsed().as_secs_f64();
     // Let the vCPUs reach their HLT and the allocator settle.
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -109,6 +96,26 @@ pub fn run(options: &Options) -> Result<MemoryResults> {
     };
     print(&results);
     Ok(results)
+}
+
+/// Creates and starts `n` empty VMs with ids from `prefix`, one after another. The VMs
+/// that started, and whether all did (the caller ends them either way).
+pub(crate) fn start_empty_vms(prefix: &str, n: usize) -> (Vec<ComputeSystem>, Result<()>) {
+    let mut systems = Vec::with_capacity(n);
+    let outcome = (|| -> Result<()> {
+        for i in 0..n {
+            let system = ComputeSystem::create(&unique_id(prefix, 0, i), EMPTY_VM_JSON)
+                .wait()
+                .map_err(|e| format!("create VM {i}: {e}"))?;
+            system
+                .start()
+                .wait()
+                .map_err(|e| format!("start VM {i}: {e}"))?;
+            systems.push(system);
+        }
+        Ok(())
+    })();
+    (systems, outcome)
 }
 
 fn mib(kib: i64) -> f64 {

@@ -728,20 +728,7 @@ fn child_memory(n: usize) -> Result<()> {
     say("baseline");
     next()?;
     let started = Instant::now();
-    let mut systems = Vec::with_capacity(n);
-    let outcome = (|| -> Result<()> {
-        for i in 0..n {
-            let system = ComputeSystem::create(&unique_id("svc-mem", 0, i), EMPTY_VM_JSON)
-                .wait()
-                .map_err(|e| format!("create VM {i}: {e}"))?;
-            system
-                .start()
-                .wait()
-                .map_err(|e| format!("start VM {i}: {e}"))?;
-            systems.push(system);
-        }
-        Ok(())
-    })();
+    let (systems, outcome) = crate::memory::start_empty_vms("svc-mem", n);
     let seconds = started.elapsed().as_secs_f64();
     if outcome.is_ok() {
         // Let the vCPUs reach their HLT and the allocators settle.
