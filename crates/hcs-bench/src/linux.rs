@@ -131,24 +131,6 @@ fn cmdline(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Process ids whose command line contains every needle.
-fn pids_with(needles: &[&str]) -> Vec<u32> {
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let line = cmdline(pid).join(" ");
-        if needles.iter().all(|n| line.contains(n)) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 /// QEMU's and the backend's pids and argv of the VM `id`.
 struct Processes {
     qemu: (u32, Vec<String>),
@@ -156,7 +138,7 @@ struct Processes {
 }
 
 fn processes(id: &str) -> Result<Processes> {
-    let qemu = pids_with(&["qemu-system", id])
+    let qemu = hcs_qemu::pids_with_cmdline(&["qemu-system", id])
         .into_iter()
         .next()
         .ok_or_else(|| BenchError(format!("no QEMU process for {id}")))?;
@@ -166,7 +148,7 @@ fn processes(id: &str) -> Result<Processes> {
         .find_map(|a| a.strip_prefix("socket,id=vsock,path="))
         .ok_or("no vhost-user-vsock chardev in QEMU's command line")?
         .replace(",,", ",");
-    let backend = pids_with(&["vhost-device-vsock", &socket])
+    let backend = hcs_qemu::pids_with_cmdline(&["vhost-device-vsock", &socket])
         .into_iter()
         .next()
         .ok_or("no vhost-device-vsock process")?;

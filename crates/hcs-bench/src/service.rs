@@ -887,21 +887,7 @@ impl Hcsd {
 
     /// Pids of the worker processes of this state directory.
     fn workers(&self) -> Vec<u32> {
-        let state = self.state.to_string_lossy().into_owned();
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(" worker ") && cmdline.contains(&state) {
-                pids.push(pid);
-            }
-        }
-        pids
+        hcs_qemu::pids_with_cmdline(&[" worker ", &self.state.to_string_lossy()])
     }
 }
 

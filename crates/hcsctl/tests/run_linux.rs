@@ -60,23 +60,7 @@ fn image(name: &str) -> String {
 
 /// Process ids of QEMU processes whose command line mentions `needle`.
 fn qemu_pids(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("qemu-system") && cmdline.contains(needle) {
-            pids.push(pid);
-        }
-    }
-    pids
+    hcs_qemu::pids_with_cmdline(&["qemu-system", needle])
 }
 
 fn text(bytes: &[u8]) -> String {

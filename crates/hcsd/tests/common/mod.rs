@@ -154,20 +154,7 @@ impl Drop for Hcsd {
 
 /// Pids of processes whose command line contains both `a` and `b`.
 pub fn processes_mentioning(a: &str, b: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(a) && cmdline.contains(b) {
-            pids.push(pid);
-        }
-    }
-    pids
+    hcs_qemu::pids_with_cmdline(&[a, b])
 }
 
 #[derive(Default)]
