@@ -9,10 +9,10 @@
 //!
 //! The messages are those of `hcs-guest-protocol`; this module adds the HRESULTs.
 
-use crate::error::Failure;
 use hcs_guest_protocol::{
     self as proto, GuestMessage, Hello, HostMessage, Request, ResponseBody, CONTROL_PORT,
 };
+use hcs_protocol::Failure;
 use hcs_schema::HResult;
 use parking_lot::Mutex;
 use std::collections::HashMap;

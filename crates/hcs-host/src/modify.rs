@@ -7,7 +7,7 @@
 //! not have is `ERROR_NOT_FOUND`; a change the VM cannot make is `ERROR_NOT_SUPPORTED`
 //! naming the path; a memory "change" to the current size is accepted as a no-op.
 
-use crate::error::Failure;
+use hcs_protocol::Failure;
 use hcs_schema::{HResult, ModifyRequestType, ModifySettingRequest};
 use serde::de::DeserializeOwned;
 

@@ -5,8 +5,9 @@
 //! fails with `HRESULT_FROM_WIN32(ERROR_NOT_SUPPORTED)` and a message naming the JSON path
 //! (HCS-API rule 48); fields without meaning on Linux are accepted and ignored (§7.1).
 
-use crate::engine::{Disk, Firmware, SerialPort, VmPlan};
-use crate::error::Failure;
+use crate::config::HostConfig;
+use hcs_engine::{Disk, Firmware, SerialPort, VmPlan};
+use hcs_protocol::Failure;
 use hcs_schema::{ComputeSystem, HResult, MemoryBackingPageSize, VirtualMachine};
 use std::path::{Path, PathBuf};
 
@@ -31,22 +32,11 @@ fn unsupported(path: &str, what: &str) -> Failure {
     )
 }
 
-/// Checks a `ComputeSystem` document exactly as `HcsCreateComputeSystem` does, in its
-/// order (HCS-API §3): JSON syntax, schema and ranges against `limits` (every error), then
-/// what this host can run (the first unsupported feature). Nothing is created; `hcsctl
-/// validate` and the host's create share it.
-pub fn check_document(
-    configuration: &str,
-    limits: &hcs_schema::Limits,
-) -> Result<(ComputeSystem, VmPlan, SystemSettings), Vec<Failure>> {
-    let document = hcs_schema::parse_compute_system(configuration, limits)
-        .map_err(|errors| errors.into_iter().map(Failure::from).collect::<Vec<_>>())?;
-    let (plan, settings) = plan_vm(&document).map_err(|failure| vec![failure])?;
-    Ok((document, plan, settings))
-}
-
 /// Checks that this host can run the document and returns the engine plan.
-pub fn plan_vm(doc: &ComputeSystem) -> Result<(VmPlan, SystemSettings), Failure> {
+pub fn plan_vm(
+    doc: &ComputeSystem,
+    config: &HostConfig,
+) -> Result<(VmPlan, SystemSettings), Failure> {
     if doc.container.is_some() {
         return Err(unsupported(
             "$.Container",
@@ -75,7 +65,7 @@ pub fn plan_vm(doc: &ComputeSystem) -> Result<(VmPlan, SystemSettings), Failure>
     let linux = matches!(firmware, Firmware::LinuxDirect { .. });
     check_vm_features(vm, linux)?;
     let (serial_ports, disks) = if linux {
-        (plan_serial_ports(vm)?, plan_disks(vm)?)
+        (plan_serial_ports(vm, config)?, plan_disks(vm)?)
     } else {
         (Vec::new(), Vec::new())
     };
@@ -228,7 +218,7 @@ fn readable_file(path: &str, json_path: &str) -> Result<PathBuf, Failure> {
     }
 }
 
-fn plan_serial_ports(vm: &VirtualMachine) -> Result<Vec<SerialPort>, Failure> {
+fn plan_serial_ports(vm: &VirtualMachine, config: &HostConfig) -> Result<Vec<SerialPort>, Failure> {
     let mut ports = Vec::new();
     let Some(com_ports) = vm.devices.as_ref().and_then(|d| d.com_ports.as_ref()) else {
         return Ok(ports);
@@ -248,14 +238,15 @@ fn plan_serial_ports(vm: &VirtualMachine) -> Result<Vec<SerialPort>, Failure> {
                 "a serial port other than 0 (COM1) or 1 (COM2)",
             ));
         }
-        let socket = crate::paths::com_port_socket(port.named_pipe.as_deref().unwrap_or(""))
-            .map_err(|reason| {
-                Failure::at(
-                    HResult::HCS_E_INVALID_JSON,
-                    &format!("{path}.NamedPipe"),
-                    reason,
-                )
-            })?;
+        let socket =
+            crate::paths::com_port_socket(config, port.named_pipe.as_deref().unwrap_or(""))
+                .map_err(|reason| {
+                    Failure::at(
+                        HResult::HCS_E_INVALID_JSON,
+                        &format!("{path}.NamedPipe"),
+                        reason,
+                    )
+                })?;
         ports.push(SerialPort { index, socket });
     }
     ports.sort_by_key(|p| p.index);

@@ -9,10 +9,10 @@
 //! `HCS_E_PROCESS_ALREADY_STOPPED`. A process is known by its guest pid and the boot of
 //! the guest it ran in ([`ProcessKey`]): a guest that reboots in place reuses pids.
 
-use crate::error::Failure;
-use crate::host::SessionShared;
-use crate::protocol::{HostMessage, Notification, ProcessHandle};
+use crate::peer::Peer;
 use hcs_guest_protocol as proto;
+use hcs_protocol::Failure;
+use hcs_protocol::{HostMessage, Notification, ProcessHandle};
 use hcs_schema::{HResult, ProcessParameters, ProcessSignal, SignalValue};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -40,7 +40,7 @@ pub(crate) struct ProcessKey {
 #[derive(Default)]
 struct Entry {
     ending: Option<Ending>,
-    handles: Vec<(Weak<SessionShared>, ProcessHandle)>,
+    handles: Vec<(Weak<Peer>, ProcessHandle)>,
 }
 
 /// The processes of one system.
@@ -84,7 +84,7 @@ impl ProcessTable {
     /// (`HcsOpenProcess`) and the reply is not sent.
     pub fn bind(
         &self,
-        session: &Arc<SessionShared>,
+        session: &Arc<Peer>,
         handle: ProcessHandle,
         key: ProcessKey,
         must_exist: bool,
@@ -105,8 +105,11 @@ impl ProcessTable {
     }
 
     /// Releases a handle; forgets a process that has ended and has no handle left.
-    pub fn unbind(&self, session_id: u64, handle: ProcessHandle, key: ProcessKey) {
+    pub fn unbind(&self, session_id: u64, handle: ProcessHandle) {
         let mut entries = self.entries.lock();
+        let Some(key) = find(&entries, session_id, handle) else {
+            return;
+        };
         if let Some(entry) = entries.get_mut(&key) {
             entry
                 .handles
@@ -115,6 +118,11 @@ impl ProcessTable {
                 entries.remove(&key);
             }
         }
+    }
+
+    /// The process that `handle` of session `session_id` is bound to, if any.
+    pub fn key_of(&self, session_id: u64, handle: ProcessHandle) -> Option<ProcessKey> {
+        find(&self.entries.lock(), session_id, handle)
     }
 
     /// Records how `key` ended and tells its handles (once: a second report is ignored).
@@ -151,6 +159,20 @@ impl ProcessTable {
     pub fn ending(&self, key: ProcessKey) -> Option<Ending> {
         self.entries.lock().get(&key).and_then(|e| e.ending)
     }
+}
+
+fn find(
+    entries: &HashMap<ProcessKey, Entry>,
+    session_id: u64,
+    handle: ProcessHandle,
+) -> Option<ProcessKey> {
+    entries.iter().find_map(|(key, entry)| {
+        entry
+            .handles
+            .iter()
+            .any(|(s, h)| *h == handle && s.upgrade().is_some_and(|s| s.id == session_id))
+            .then_some(*key)
+    })
 }
 
 /// `PATH` for a process whose environment sets none.

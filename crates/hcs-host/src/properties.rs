@@ -1,9 +1,9 @@
 //! Documents the host writes about a system: `Properties` (HCS-API §7.6) and
 //! `SystemExitStatus` (§7.10, rule 52), and the `SystemQuery` filter of enumeration.
 
-use crate::engine::{EngineExit, Firmware, VmPlan};
 use crate::plan::SystemSettings;
-use crate::system::{Life, StopCause};
+use crate::system::lifecycle::{Life, StopCause};
+use hcs_engine::{EngineExit, Firmware, VmPlan};
 use hcs_schema::{
     AttributionRecord, ExitInitiator, HResult, MemoryInformationForVm, MemoryStats,
     NotificationType, OsType, ProcessorStats, Properties, State, Statistics, SystemExit,
@@ -21,21 +21,12 @@ pub(crate) struct Snapshot<'a> {
     pub life: Life,
     pub exit_type: Option<&'static str>,
     pub started_at: Option<(Instant, SystemTime)>,
-    pub cpu_time_100ns: u64,
+    /// CPU time the vCPUs used (zero unless statistics were asked for).
+    pub cpu_time: std::time::Duration,
     /// The guest agent's protocol version and what it said of itself, once connected.
     pub guest: Option<(u32, serde_json::Value)>,
     /// The guest's processes, when `ProcessList` was asked for and an agent answered.
     pub process_list: Option<Vec<hcs_schema::ProcessDetails>>,
-}
-
-/// The HCS name of a lifecycle state, as `Properties.State` spells it.
-pub(crate) fn state_name(life: Life) -> &'static str {
-    match life {
-        Life::Creating | Life::Created => "Created",
-        Life::Running => "Running",
-        Life::Paused => "Paused",
-        Life::Stopping | Life::Stopped | Life::Failed => "Stopped",
-    }
 }
 
 fn state(life: Life) -> State {
@@ -111,7 +102,7 @@ pub(crate) fn document(snapshot: &Snapshot<'_>, query: Option<&SystemPropertyQue
                         .map(|(_, at)| humantime::format_rfc3339_micros(at).to_string()),
                     uptime100ns: Some(u64::try_from(uptime).unwrap_or(u64::MAX)),
                     processor: Some(ProcessorStats {
-                        total_runtime100ns: Some(snapshot.cpu_time_100ns),
+                        total_runtime100ns: Some((snapshot.cpu_time.as_nanos() / 100) as u64),
                         runtime_user100ns: None,
                         runtime_kernel100ns: None,
                     }),

@@ -2,8 +2,8 @@
 //! `HcsModifyServiceSettings` and `HcsSubmitWerReport`, answered by whichever host the
 //! client talks to.
 
-use crate::error::Failure;
-use crate::protocol::RequestBody;
+use hcs_protocol::Failure;
+use hcs_protocol::RequestBody;
 use hcs_schema::HResult;
 use hcs_schema::{
     BasicInformation, CrashReport, GetPropertyType, LogicalProcessor, ModificationRequest,

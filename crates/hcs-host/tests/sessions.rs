@@ -3,8 +3,9 @@
 //! (HCS-API rule 53), and a session that ends closing its handles, as a client that dies
 //! (rule 28). Real VMs on /dev/kvm.
 
-use hcs_host::{
-    Host, HostMessage, MessageSink, Notification, Reply, Request, RequestBody, SystemRequest,
+use hcs_host::{Host, HostConfig};
+use hcs_protocol::{
+    HostMessage, MessageSink, Notification, Reply, Request, RequestBody, SystemRequest,
 };
 use hcs_schema::HResult;
 use parking_lot::{Condvar, Mutex};
@@ -37,7 +38,10 @@ impl Recorder {
             for (at, message) in messages.iter().enumerate() {
                 if let HostMessage::Reply(reply) = message {
                     if reply.id == id {
-                        return (at, reply.clone());
+                        return (
+                            at,
+                            Reply::new(reply.id, reply.result, reply.document.clone()),
+                        );
                     }
                 }
             }
@@ -63,7 +67,7 @@ fn system(handle: u64, request: SystemRequest) -> RequestBody {
 #[test]
 fn rule_53_exit_notifications_precede_the_terminate_reply_on_every_handle() {
     require_kvm();
-    let host = Host::with_kvm();
+    let host = Host::with_default_engines(HostConfig::from_env());
     let sink = Arc::new(Recorder::default());
     let session = host.open_session(sink.clone());
     let id = format!("sessions-{}", std::process::id());
@@ -90,7 +94,7 @@ fn rule_53_exit_notifications_precede_the_terminate_reply_on_every_handle() {
     send(4, system(11, SystemRequest::Terminate));
     let (at, reply) = sink.reply(4);
     assert_eq!(reply.result, HResult::S_OK);
-    let messages = sink.messages.lock().clone();
+    let messages = sink.messages.lock();
     let exits: Vec<(usize, u64)> = messages
         .iter()
         .enumerate()
@@ -124,7 +128,7 @@ fn rule_53_exit_notifications_precede_the_terminate_reply_on_every_handle() {
 #[test]
 fn rule_28_a_session_that_ends_closes_its_handles() {
     require_kvm();
-    let host = Host::with_kvm();
+    let host = Host::with_default_engines(HostConfig::from_env());
     let sink = Arc::new(Recorder::default());
     let session = host.open_session(sink.clone());
     let id = format!("dying-{}", std::process::id());
@@ -173,7 +177,7 @@ fn rule_28_a_session_that_ends_closes_its_handles() {
 #[test]
 fn every_request_gets_exactly_one_reply_even_on_unknown_handles() {
     require_kvm();
-    let host = Host::with_kvm();
+    let host = Host::with_default_engines(HostConfig::from_env());
     let sink = Arc::new(Recorder::default());
     let session = host.open_session(sink.clone());
     for (id, request) in [

@@ -34,6 +34,7 @@
 //!
 //! The process must leave the real-time signal [`kick_signal`] to this crate.
 
+mod engine;
 mod error;
 pub mod firmware;
 pub mod floor;
@@ -44,6 +45,7 @@ mod sys;
 mod vcpu;
 mod vm;
 
+pub use engine::KvmEngine;
 pub use error::Error;
 pub use firmware::GuestImage;
 pub use kvm::{check_kvm, KvmInfo, KVM_PATH};

@@ -1,5 +1,6 @@
 //! What a VM is made of: [`VmConfig`] and its parts, as the caller describes them.
 
+pub use hcs_engine::{Disk, SerialPort};
 use std::path::PathBuf;
 
 /// Everything [`crate::Vm::create`] needs to build one VM.
@@ -31,26 +32,6 @@ pub struct VmConfig {
     /// and removed by [`crate::Vm::stop`] (a directory that existed before with other files
     /// in it keeps those). Keep it short: socket paths inside it must fit in 107 bytes.
     pub runtime_dir: PathBuf,
-}
-
-/// One 16550 UART at a guest index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SerialPort {
-    /// Guest index: 0 = ttyS0/COM1 (0x3f8), 1 = ttyS1/COM2 (0x2f8), 2, 3.
-    pub index: u32,
-    /// `Some(path)`: QEMU listens on this Unix socket (server, no wait); a client may attach
-    /// and detach at any time and output while no client is attached is dropped.
-    /// `None`: the port exists in the guest but is connected to nothing.
-    pub socket: Option<PathBuf>,
-}
-
-/// One virtio-blk disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Disk {
-    /// A raw image file or a host block device.
-    pub path: PathBuf,
-    /// The guest cannot write it (QEMU opens it read-only; the guest sees a read-only disk).
-    pub read_only: bool,
 }
 
 /// virtio-vsock served by the rust-vmm `vhost-device-vsock` backend (vhost-user).

@@ -107,6 +107,7 @@
 mod accel;
 mod cmdline;
 mod config;
+mod engine;
 mod error;
 mod process;
 mod qmp;
@@ -114,6 +115,7 @@ mod vm;
 
 pub use accel::{resolve_accel, ACCEL_ENV};
 pub use config::{Accel, Disk, Machine, OnReset, ResolvedAccel, SerialPort, VmConfig, Vsock};
+pub use engine::QemuEngine;
 pub use error::Error;
 pub use process::pids_with_cmdline;
 pub use vm::{Exit, ExitHandler, ResetHandler, Vm, MACHINE_ENV, QEMU_ENV, VHOST_DEVICE_VSOCK_ENV};

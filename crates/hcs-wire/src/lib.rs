@@ -8,16 +8,15 @@
 //! ```
 //!
 //! What this crate owns: the framing ([`frame`]), the client/service messages and their
-//! handshake ([`service`]), moving the std handles of a process-create reply across a
-//! socket ([`std_handles`]), peer credentials ([`peer`]) and where the service's socket is
+//! handshake ([`service`]), peer credentials ([`peer`]) and where the service's socket is
 //! ([`socket_path`]). What it does not own: what the messages mean. The requests, replies
-//! and notifications are [`hcs_host::protocol`]'s, unchanged, so the embedded host and the
-//! service carry the same messages. The protocol is described in `docs/service.md`.
+//! and notifications are `hcs_protocol`'s, unchanged, so the embedded host and the service
+//! carry the same messages; a created process's std handles ride beside them as
+//! descriptors. The protocol is described in `docs/service.md`.
 
 pub mod frame;
 pub mod peer;
 pub mod service;
-pub mod std_handles;
 
 pub use frame::{FrameReader, FrameWriter, Outgoing, WireError, MAX_FDS_PER_FRAME, MAX_FRAME_LEN};
 pub use peer::{peer_credentials, PeerCredentials};

@@ -10,9 +10,10 @@
 //! ```
 //!
 //! A reply to `CreateProcess` carries the process's std handles as descriptors attached
-//! to its frame; its document names them by position (see [`crate::std_handles`]).
+//! to its frame, in the order stdin, stdout, stderr; the message says only which are there
+//! (`hcs_protocol::StdHandles`, detached before sending and attached after receiving).
 
-use hcs_host::{HostMessage, Request};
+use hcs_protocol::{HostMessage, Request};
 use hcs_schema::HResult;
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +35,7 @@ pub enum ClientMessage {
 }
 
 /// From the service to a client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub enum ServiceMessage {
     /// The handshake succeeded.
     Welcome {

@@ -12,7 +12,7 @@
 //! `HCS_HOST=embedded` or `HCS_HOST=service` forces one; otherwise the service is used if
 //! a connect and handshake to [`hcs_wire::socket_path`] succeed, else the embedded host.
 //!
-//! Requests go out as [`hcs_host::Request`]s, each on a [`Link`]: the embedded session,
+//! Requests go out as [`hcs_protocol::Request`]s, each on a [`Link`]: the embedded session,
 //! one connection to the service, or a connection that could not be made. A handle
 //! remembers the link it was made on, so that after the service is lost (HCS-API rule 36)
 //! its requests fail with `HCS_E_SERVICE_DISCONNECT` while new creates and opens go out on
@@ -24,13 +24,11 @@ use crate::handle_object::HandleObject;
 use crate::operation::{Operation, Route};
 use crate::remote::{Refusal, Remote, SendError};
 use crate::types::{HcsOperation, HcsProcess, HcsSystem};
-use hcs_host::{
-    Host, HostMessage, MessageSink, Notification, Reply, Request, RequestBody, Session,
-};
+use hcs_host::{Host, HostConfig, Session};
+use hcs_protocol::{HostMessage, MessageSink, Notification, Reply, Request, RequestBody};
 use hcs_schema::{HResult, ResultError};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -203,7 +201,7 @@ struct ClientSink {
 impl MessageSink for ClientSink {
     fn deliver(&self, message: HostMessage) {
         if let Some(client) = self.client.upgrade() {
-            client.on_message(message, Vec::new());
+            client.on_message(message);
         }
     }
 }
@@ -250,7 +248,7 @@ impl Client {
         match host_setting() {
             Choice::Embedded => {
                 tracing::info!("{HOST_ENV}=embedded: compute systems run inside this process");
-                Client::embedded(Host::with_kvm())
+                Client::embedded(Host::with_default_engines(HostConfig::from_env()))
             }
             Choice::Service => {
                 let first = match Remote::connect(&socket, 1) {
@@ -285,7 +283,7 @@ impl Client {
                         tracing::debug!(reason = %refusal.message, "no service");
                         tracing::info!("using the embedded host (no hcsd answers)");
                     }
-                    Client::embedded(Host::with_kvm())
+                    Client::embedded(Host::with_default_engines(HostConfig::from_env()))
                 }
             },
         }
@@ -419,14 +417,7 @@ impl Client {
     /// Answers request `id` with a failure made here, as the host would have.
     fn fail(&self, id: u64, result: HResult, message: &str, phase: &str) {
         let document = ResultError::from_failure(result, message, phase).to_json();
-        self.on_message(
-            HostMessage::Reply(Reply {
-                id,
-                result,
-                document: Some(document),
-            }),
-            Vec::new(),
-        );
+        self.on_message(HostMessage::Reply(Reply::new(id, result, Some(document))));
     }
 
     /// Sends a request tracked by an armed operation.
@@ -439,7 +430,7 @@ impl Client {
     ) {
         let new_process = match &body {
             RequestBody::System {
-                request: hcs_host::SystemRequest::CreateProcess { process, .. },
+                request: hcs_protocol::SystemRequest::CreateProcess { process, .. },
                 ..
             } => Some(*process),
             _ => None,
@@ -467,13 +458,13 @@ impl Client {
         self.send(link, Awaiting::Nothing, body);
     }
 
-    /// Takes one message from the host. `fds` are the descriptors that came with it from
-    /// the service: the std handles of a process create's reply, closed for any other.
-    pub(crate) fn on_message(&self, message: HostMessage, fds: Vec<OwnedFd>) {
+    /// Takes one message from the host (a process create's reply owns the std handles:
+    /// descriptors of this process, attached by the service connection's reader).
+    pub(crate) fn on_message(&self, message: HostMessage) {
         match message {
             HostMessage::Reply(reply) => {
                 let awaiting = self.awaiting.lock().remove(&reply.id);
-                self.answer(awaiting.map(|o| o.awaiting), reply, fds);
+                self.answer(awaiting.map(|o| o.awaiting), reply);
             }
             HostMessage::Notification(Notification::SystemExited { handle, status }) => {
                 if let Some(system) = self.systems.get(handle) {
@@ -494,7 +485,7 @@ impl Client {
     }
 
     /// Hands a reply to what was waiting for it.
-    fn answer(&self, awaiting: Option<Awaiting>, reply: Reply, fds: Vec<OwnedFd>) {
+    fn answer(&self, awaiting: Option<Awaiting>, reply: Reply) {
         match awaiting {
             Some(Awaiting::Operation {
                 op,
@@ -502,13 +493,11 @@ impl Client {
                 new_process,
             }) => {
                 let mut document = reply.document;
-                if let Some(process) = new_process {
-                    if !fds.is_empty() {
-                        document = document.map(|d| hcs_wire::std_handles::put(&d, fds));
-                    }
-                    if reply.result.succeeded() {
-                        self.receive_std_handles(process, document.as_deref());
-                    }
+                // The HCS result of a process create is made here, at the API edge: the
+                // pid in the document, the std handles kept by the process handle.
+                if let (Some(handle), Some(started)) = (new_process, reply.process) {
+                    document = Some(serde_json::json!({ "ProcessId": started.pid }).to_string());
+                    self.receive_std_handles(handle, started.std_handles);
                 }
                 self.complete(&op, generation, reply.result, document)
             }
@@ -548,12 +537,8 @@ impl Client {
         for (id, outstanding) in swept {
             let result = HResult::HCS_E_SERVICE_DISCONNECT;
             let document = ResultError::from_failure(result, &message, outstanding.phase).to_json();
-            let reply = Reply {
-                id,
-                result,
-                document: Some(document),
-            };
-            self.answer(Some(outstanding.awaiting), reply, Vec::new());
+            let reply = Reply::new(id, result, Some(document));
+            self.answer(Some(outstanding.awaiting), reply);
         }
         let handles = self
             .systems
@@ -567,11 +552,8 @@ impl Client {
 
     /// Takes ownership of the std handles in a process create's reply: kept by the
     /// process handle, or closed at once when that handle is already closed.
-    fn receive_std_handles(&self, process: u64, document: Option<&str>) {
-        let Some((_, fds)) = document.and_then(crate::std_handles::parse_process_information)
-        else {
-            return;
-        };
+    fn receive_std_handles(&self, process: u64, std_handles: hcs_protocol::StdHandles) {
+        let fds = std_handles.into_fds();
         match self.processes.get(process) {
             Some(object) => object.std_handles.receive(fds),
             None => crate::std_handles::StdHandles::default().receive(fds),

@@ -67,6 +67,7 @@ mod sync;
 mod types;
 
 pub use error::Error;
+pub use hcs_protocol::{Validation, ValidationProblem};
 pub use hcs_schema::HResult;
 pub use idiomatic::{enumerate, ComputeSystem, Creating, EventStream, Operation, Pending};
 pub use process::Process;

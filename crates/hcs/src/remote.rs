@@ -13,7 +13,7 @@
 //! tell which requests and handles were made on it.
 
 use crate::client::Client;
-use hcs_host::Request;
+use hcs_protocol::Request;
 use hcs_schema::HResult;
 use hcs_wire::{ClientMessage, FrameReader, FrameWriter, ServiceMessage, WireError};
 use parking_lot::Mutex;
@@ -181,8 +181,11 @@ impl Remote {
     fn read_loop(self: Arc<Self>, mut reader: FrameReader, client: Weak<Client>) {
         let reason = loop {
             match reader.recv::<ServiceMessage>() {
-                Ok(Some((ServiceMessage::Host(message), fds))) => match client.upgrade() {
-                    Some(client) => client.on_message(message, fds),
+                Ok(Some((ServiceMessage::Host(mut message), fds))) => match client.upgrade() {
+                    Some(client) => {
+                        message.attach_fds(fds);
+                        client.on_message(message)
+                    }
                     None => return,
                 },
                 Ok(Some((ServiceMessage::Closing { result, message }, _))) => {

@@ -2,12 +2,13 @@
 //!
 //! On Linux a process's std "handles" are file descriptors: Unix sockets whose other ends
 //! are the process's stdin, stdout and stderr in the guest. They arrive with the reply to
-//! `HcsCreateProcess` and are kept by the process handle until a process-information
+//! `HcsCreateProcess` (owned descriptors beside the message, never numbers in it) and are
+//! kept by the process handle until a process-information
 //! getter hands them out; from then on the caller owns and closes them. Handles never
 //! handed out are closed with the process handle, so none leaks.
 
 use parking_lot::Mutex;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 
 /// Stdin, stdout and stderr, each present only if its pipe was asked for.
 pub type StdFds = [Option<RawFd>; 3];
@@ -27,15 +28,9 @@ pub(crate) struct StdHandles {
 }
 
 impl StdHandles {
-    /// Takes ownership of the descriptors named in a create reply. If the handle is
-    /// already closed, they are closed at once.
-    pub fn receive(&self, fds: StdFds) {
-        let owned = fds.map(|fd| {
-            // SAFETY: the host created these descriptors for this reply and passed their
-            // ownership with it; nothing else in this process refers to them.
-            fd.filter(|fd| *fd >= 0)
-                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        });
+    /// Takes ownership of the descriptors of a create reply. If the handle is already
+    /// closed, they are closed at once.
+    pub fn receive(&self, owned: [Option<OwnedFd>; 3]) {
         let mut slots = self.slots.lock();
         if slots.closed || slots.handed.is_some() {
             return; // `owned` drops: closed.
@@ -63,16 +58,8 @@ impl StdHandles {
     }
 }
 
-/// The descriptors named in a create reply's document (`StdInput`, `StdOutput`,
-/// `StdError`), and its `ProcessId`.
-pub(crate) fn parse_process_information(document: &str) -> Option<(u32, StdFds)> {
+/// The `ProcessId` of a create's (or `HcsGetProcessInfo`'s) result document.
+pub(crate) fn process_id(document: &str) -> Option<u32> {
     let value: serde_json::Value = serde_json::from_str(document).ok()?;
-    let pid = value.get("ProcessId")?.as_u64()? as u32;
-    let fd = |name: &str| {
-        value
-            .get(name)
-            .and_then(|v| v.as_i64())
-            .and_then(|v| RawFd::try_from(v).ok())
-    };
-    Some((pid, [fd("StdInput"), fd("StdOutput"), fd("StdError")]))
+    value.get("ProcessId")?.as_u64().map(|pid| pid as u32)
 }

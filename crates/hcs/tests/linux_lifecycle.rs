@@ -314,7 +314,9 @@ fn com_port_is_a_unix_socket_in_the_pipe_directory_with_the_console() {
     let system = ComputeSystem::create(&id, &document)
         .wait()
         .expect("create");
-    let socket = hcs_host::paths::pipe_dir().join(&name);
+    let socket = hcs::api::com_port_socket(&format!(r"\\.\pipe\{name}"))
+        .expect("the host names the socket")
+        .expect("a connected port");
     let mut console = std::os::unix::net::UnixStream::connect(&socket)
         .unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
     // Read while the guest boots: a console nobody reads stalls the guest's serial port,

@@ -7,7 +7,7 @@ mod fake_service;
 use fake_service::FakeService;
 use hcs::api::*;
 use hcs::{event_options, Event, EventType, HResult, HcsOperation, HcsSystem, INFINITE};
-use hcs_host::{RequestBody, SystemRequest};
+use hcs_protocol::{Diagnostic, RequestBody, SystemRequest};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -126,13 +126,18 @@ fn rule_36_the_client_says_hello_and_uses_the_service() {
     drop(hold);
     let requests = fake.requests();
     let hold_id = requests.iter().find_map(|(_, r)| match r.body {
-        RequestBody::HoldSystem { handle, hold } if handle == system.0 => Some(hold),
+        RequestBody::Diagnostic(Diagnostic::HoldSystem { handle, hold }) if handle == system.0 => {
+            Some(hold)
+        }
         _ => None,
     });
     let hold_id = hold_id.expect("HoldSystem went to the service");
-    assert!(requests
-        .iter()
-        .any(|(_, r)| r.body == RequestBody::ReleaseHold { hold: hold_id }));
+    assert!(
+        requests
+            .iter()
+            .any(|(_, r)| r.body
+                == RequestBody::Diagnostic(Diagnostic::ReleaseHold { hold: hold_id }))
+    );
     close_compute_system(system);
     fake.wait_for_request(|b| *b == RequestBody::CloseSystem { handle: system.0 });
 }

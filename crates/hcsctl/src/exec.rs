@@ -310,27 +310,24 @@ pub(crate) fn console(args: &ConsoleArgs) -> Result<u8, CliError> {
 }
 
 /// The sockets that may serve the pipe `pipe`: an absolute path as it is; a pipe name
-/// (`NAME` or `\\.\pipe\NAME`) in this user's runtime directory, then in the service's
-/// `/run/hcs` (where a root hcsd puts it).
+/// (`NAME` or `\\.\pipe\NAME`) where the host this hcsctl talks to puts it (hcsd's
+/// runtime directory, or this user's for the embedded host).
 fn console_sockets(pipe: &str) -> Result<Vec<PathBuf>, CliError> {
     let named = if pipe.starts_with('/') || pipe.starts_with(r"\\.\pipe\") {
         pipe.to_owned()
     } else {
         format!(r"\\.\pipe\{pipe}")
     };
-    let socket = hcs_host::paths::com_port_socket(&named)
+    let socket = com_port_socket(&named)
         .map_err(|reason| CliError::Usage(format!("--pipe: {reason}")))?
         .ok_or_else(|| CliError::Usage("--pipe: empty".into()))?;
-    let mut candidates = vec![socket.clone()];
-    if !pipe.starts_with('/') {
-        if let Some(name) = socket.file_name() {
-            let service = PathBuf::from("/run/hcs/pipe").join(name);
-            if service != socket {
-                candidates.push(service);
-            }
-        }
-    }
-    Ok(candidates)
+    Ok(vec![socket])
+}
+
+/// The host's socket for a `NamedPipe` value, or why the value is refused.
+fn com_port_socket(named_pipe: &str) -> Result<Option<PathBuf>, String> {
+    hcs::api::com_port_socket(named_pipe)
+        .map_err(|error| error.message().unwrap_or_else(|| error.hresult.to_string()))
 }
 
 /// Relays a console socket and this terminal, on two detached threads.
@@ -403,7 +400,7 @@ fn with_console_port(text: &str, id: &str) -> Result<(String, PathBuf), CliError
     } else {
         named
     };
-    let socket = hcs_host::paths::com_port_socket(&named)
+    let socket = com_port_socket(&named)
         .map_err(|reason| CliError::Setup(format!("ComPorts.0.NamedPipe: {reason}")))?
         .ok_or_else(|| CliError::Setup("COM1 is disconnected".into()))?;
     Ok((document.to_string(), socket))
@@ -498,7 +495,9 @@ mod tests {
         let path = console_sockets("/tmp/x.sock").unwrap();
         assert_eq!(path, vec![PathBuf::from("/tmp/x.sock")]);
         let named = console_sockets("vm-com1").unwrap();
-        assert_eq!(named[0], hcs_host::paths::pipe_dir().join("vm-com1"));
+        let host = hcs::api::com_port_socket(r"\\.\pipe\vm-com1").unwrap();
+        assert_eq!(Some(named[0].clone()), host);
+        assert!(named[0].ends_with("pipe/vm-com1"));
         assert_eq!(console_sockets(r"\\.\pipe\vm-com1").unwrap(), named);
         assert!(matches!(console_sockets("a/b"), Err(CliError::Usage(_))));
     }

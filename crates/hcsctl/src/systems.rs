@@ -126,7 +126,7 @@ pub(crate) fn create(args: &CreateArgs, json: bool) -> Result<u8, CliError> {
         output::note(&format!(
             "warning: the host is the embedded one (no hcsd answers at {}, or \
              HCS_HOST=embedded): {id} lives in this hcsctl process and ends with it",
-            hcs_wire::socket_path().display()
+            hcs::api::service_socket_path().display()
         ));
     }
     let system = ComputeSystem::create(&id, &document).wait()?;

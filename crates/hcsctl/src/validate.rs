@@ -1,104 +1,64 @@
-//! `hcsctl validate`: checks a `ComputeSystem` document exactly as the host does at create,
-//! without creating anything.
+//! `hcsctl validate`: asks the host that would run a `ComputeSystem` document how it judges
+//! it, creating nothing (`hcs::api::validate_document`).
 //!
-//! The host's create checks, in its order: strict parsing and validation against this
-//! host's limits (`hcs_schema::parse_compute_system` with the built-in VMM's limits from
-//! `hcs_kvm::check_kvm`), then "can this host run it" (`hcs_host::plan::plan_vm`,
-//! `ERROR_NOT_SUPPORTED` for features no engine here has). Without a usable `/dev/kvm` the
-//! document is checked without host limits, and a note says so.
+//! The host runs its create checks in its own order: strict parsing and validation, then
+//! "can this host run it" (`ERROR_NOT_SUPPORTED` for features no engine here has), then the
+//! chosen engine's vCPU and memory limits. An engine that cannot run on this host is a
+//! note, not a problem: the document may be fine elsewhere.
 
 use crate::output::{self, Problem};
 use crate::{read_document, CliError, ValidateArgs};
-use hcs_host::plan::check_document;
-use hcs_host::{Failure, VmPlan};
-use hcs_schema::Limits;
-
-/// The limits the host would check against, and what to tell the user about them.
-struct HostLimits {
-    limits: Limits,
-    /// Why there are no host limits (KVM missing or unusable), if so.
-    unavailable: Option<String>,
-}
-
-fn host_limits() -> HostLimits {
-    match hcs_kvm::check_kvm() {
-        Ok(info) => HostLimits {
-            limits: Limits::new(info.max_vcpus, info.max_memory_mib),
-            unavailable: None,
-        },
-        Err(error) => HostLimits {
-            limits: Limits::unbounded(),
-            unavailable: Some(error.to_string()),
-        },
-    }
-}
+use hcs::{Validation, ValidationProblem};
 
 /// Runs `hcsctl validate`; returns the exit code (0 valid, 1 invalid).
 pub(crate) fn validate(args: &ValidateArgs, json: bool) -> Result<u8, CliError> {
     let text = read_document(&args.document)?;
-    let host = host_limits();
-    let mut notes = Vec::new();
-    if let Some(reason) = &host.unavailable {
-        notes.push(format!(
-            "the built-in VMM is not usable here ({reason}); checked without this host's vCPU \
-             and memory limits, and creating this system here would fail with \
-             HCS_E_HYPERV_NOT_INSTALLED"
-        ));
-    }
-    let outcome = check(&text, &host.limits);
-
+    let validation = hcs::api::validate_document(&text)?;
+    let problems: Vec<Problem> = validation.problems.iter().map(from_problem).collect();
     if json {
-        let problems = outcome.as_ref().err().map(Vec::as_slice).unwrap_or(&[]);
-        output::line(&output::validation_json(problems, &notes));
+        output::line(&output::validation_json(&problems, &validation.notes));
     } else {
-        for note in &notes {
+        for note in &validation.notes {
             output::note(&format!("note: {note}"));
         }
-        match &outcome {
-            Ok(plan) => {
-                let engine = if host.unavailable.is_some() {
-                    "built-in KVM, not usable on this host"
-                } else {
-                    "built-in KVM"
-                };
-                output::line(&format!(
-                    "ok: {} is a valid ComputeSystem document (VirtualMachine, {} vCPU{}, {} MB, \
-                     engine: {engine})",
-                    args.document.display(),
-                    plan.vcpus,
-                    if plan.vcpus == 1 { "" } else { "s" },
-                    plan.memory_mb,
-                ));
-            }
-            Err(problems) => {
-                for problem in problems {
-                    output::line(&problem.text());
-                }
+        if validation.is_valid() {
+            output::line(&summary(&args.document.display().to_string(), &validation));
+        } else {
+            for problem in &problems {
+                output::line(&problem.text());
             }
         }
     }
-    Ok(if outcome.is_ok() { 0 } else { 1 })
+    Ok(if validation.is_valid() { 0 } else { 1 })
 }
 
-/// The host's checks of a create, in the host's order; every problem they find.
-fn check(text: &str, limits: &Limits) -> Result<VmPlan, Vec<Problem>> {
-    check_document(text, limits)
-        .map(|(_, plan, _)| plan)
-        .map_err(|failures| failures.iter().map(from_failure).collect())
+/// The line for a valid document.
+fn summary(document: &str, validation: &Validation) -> String {
+    let vcpus = validation.vcpus.unwrap_or(1);
+    let engine = match validation.engine.as_deref() {
+        Some("kvm") => "built-in KVM",
+        Some("qemu") => "QEMU",
+        Some(other) => other,
+        None => "none",
+    };
+    let usable = if validation.notes.is_empty() {
+        ""
+    } else {
+        ", not usable on this host"
+    };
+    format!(
+        "ok: {document} is a valid ComputeSystem document (VirtualMachine, {vcpus} vCPU{}, {} \
+         MB, engine: {engine}{usable})",
+        if vcpus == 1 { "" } else { "s" },
+        validation.memory_mb.unwrap_or(0),
+    )
 }
 
-/// A host failure: its path (or `$`) and its message without the path in front.
-fn from_failure(failure: &Failure) -> Problem {
-    let path = failure.path.clone().unwrap_or_else(|| "$".to_owned());
-    let prefix = format!("{path}: ");
+fn from_problem(problem: &ValidationProblem) -> Problem {
     Problem {
-        message: failure
-            .message
-            .strip_prefix(&prefix)
-            .unwrap_or(&failure.message)
-            .to_owned(),
-        path,
-        hresult: failure.hresult,
+        path: problem.path.clone(),
+        message: problem.message.clone(),
+        hresult: problem.hresult,
     }
 }
 
@@ -107,15 +67,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_empty_vm_plans() {
-        let doc = r#"{"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},
-            "ComputeTopology":{"Memory":{"SizeInMB":1024},"Processor":{"Count":2}}}}"#;
-        let plan = check(doc, &Limits::new(8, 4096)).unwrap();
-        assert_eq!((plan.vcpus, plan.memory_mb), (2, 1024));
-        let problems = check(doc, &Limits::new(1, 4096)).unwrap_err();
+    fn the_summary_names_the_engine() {
+        let validation = Validation {
+            engine: Some("kvm".into()),
+            vcpus: Some(2),
+            memory_mb: Some(1024),
+            ..Validation::default()
+        };
         assert_eq!(
-            problems[0].path,
-            "$.VirtualMachine.ComputeTopology.Processor.Count"
+            summary("vm.json", &validation),
+            "ok: vm.json is a valid ComputeSystem document (VirtualMachine, 2 vCPUs, 1024 MB, \
+             engine: built-in KVM)"
         );
     }
 }

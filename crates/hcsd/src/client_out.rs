@@ -161,7 +161,7 @@ impl ClientOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hcs_host::{HostMessage, Notification};
+    use hcs_protocol::{HostMessage, Notification};
     use hcs_wire::FrameReader;
     use std::os::unix::net::UnixStream;
     use std::time::{Duration, Instant};

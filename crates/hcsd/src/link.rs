@@ -5,7 +5,7 @@ use crate::state::{StateDir, WorkerRecord};
 use crate::worker::WORKER_FD;
 use crate::worker_protocol::{FromWorker, ToWorker, SERVICE_SESSION};
 use crossbeam_channel::{Receiver, Sender};
-use hcs_host::{Reply, Request, RequestBody};
+use hcs_protocol::{Reply, Request, RequestBody};
 use hcs_wire::{FrameReader, FrameWriter};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -48,7 +48,12 @@ impl std::fmt::Debug for WorkerLink {
 
 impl WorkerLink {
     /// Starts a worker for compute system `id` and waits for its hello.
-    pub fn spawn(state: &StateDir, id: &str) -> io::Result<(Arc<WorkerLink>, FrameReader)> {
+    pub fn spawn(
+        state: &StateDir,
+        host: &hcs_host::HostConfig,
+        id: &str,
+    ) -> io::Result<(Arc<WorkerLink>, FrameReader)> {
+        let host = serde_json::to_string(host).map_err(io::Error::other)?;
         let (ours, theirs) = UnixStream::pair()?;
         let fd = theirs.as_raw_fd();
         // /proc/self/exe rather than current_exe(): it still runs this binary after an
@@ -60,6 +65,8 @@ impl WorkerLink {
             .arg(state.root())
             .arg("--id")
             .arg(id)
+            .arg("--host-config")
+            .arg(host)
             .stdin(Stdio::null());
         // SAFETY: between fork and exec only async-signal-safe calls are made (dup2,
         // fcntl), on descriptors this process owns.

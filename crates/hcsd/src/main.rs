@@ -1,6 +1,7 @@
 //! `hcsd`: the Host Compute Service daemon, and (as `hcsd worker`) its worker processes.
 
 use clap::{Parser, Subcommand};
+use hcs_host::HostConfig;
 use hcsd::service::{Config, Service};
 use hcsd::state::{StateDir, DEFAULT_STATE_DIR};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -29,6 +30,10 @@ struct Args {
     /// The group whose members may connect (the socket is group-owned by it, mode 0660).
     #[arg(long, default_value = "hcs")]
     group: String,
+    /// Answer the requests made for tests (holding a system's request queue, live
+    /// counts). Never in production: any client could stall any system.
+    #[arg(long)]
+    test_hooks: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -44,6 +49,9 @@ enum Command {
         /// The compute system's id.
         #[arg(long)]
         id: String,
+        /// The host settings hcsd read, as JSON.
+        #[arg(long)]
+        host_config: String,
     },
 }
 
@@ -59,8 +67,19 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match args.command {
-        Some(Command::Worker { state_dir, id }) => run_worker(state_dir, id),
-        None => run_service(args.socket, args.state_dir, args.group),
+        Some(Command::Worker {
+            state_dir,
+            id,
+            host_config,
+        }) => run_worker(state_dir, id, &host_config),
+        None => {
+            // Read once, here, and passed to every worker.
+            let host = HostConfig {
+                test_hooks: args.test_hooks,
+                ..HostConfig::from_env()
+            };
+            run_service(args.socket, args.state_dir, args.group, host)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,15 +90,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_worker(state_dir: PathBuf, id: String) -> Result<(), String> {
+fn run_worker(state_dir: PathBuf, id: String, host_config: &str) -> Result<(), String> {
+    let host: HostConfig = serde_json::from_str(host_config)
+        .map_err(|e| format!("--host-config: {e} (workers are started by hcsd)"))?;
     let state = StateDir::open(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
     // SAFETY: hcsd starts workers with their end of the socketpair on this descriptor,
     // which nothing else in this process uses.
     let fd = unsafe { OwnedFd::from_raw_fd(hcsd::worker::WORKER_FD) };
-    hcsd::worker::run(state, id, fd).map_err(|e| e.to_string())
+    hcsd::worker::run(state, host, id, fd).map_err(|e| e.to_string())
 }
 
-fn run_service(socket: Option<PathBuf>, state_dir: PathBuf, group: String) -> Result<(), String> {
+fn run_service(
+    socket: Option<PathBuf>,
+    state_dir: PathBuf,
+    group: String,
+    host: HostConfig,
+) -> Result<(), String> {
     let state = StateDir::open(&state_dir).map_err(|e| {
         format!(
             "cannot use the state directory {}: {e} (run as root, or pass --state-dir)",
@@ -111,6 +137,7 @@ fn run_service(socket: Option<PathBuf>, state_dir: PathBuf, group: String) -> Re
     let service = Service::new(Config {
         state,
         group: gid.map(|gid| (group, gid)),
+        host,
     });
     tracing::info!(workers = service.worker_count(), "hcsd ready");
     let on_signal = service.clone();

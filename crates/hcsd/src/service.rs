@@ -18,9 +18,9 @@ use crate::client_out::{ClientOut, Pushed};
 use crate::link::WorkerLink;
 use crate::state::StateDir;
 use crate::worker_protocol::{FromWorker, ToWorker, SERVICE_SESSION};
-use hcs_host::{
-    Failure, HostMessage, Notification, ProcessHandle, ProcessRequest, Request, RequestBody,
-    SystemHandle, SystemRequest,
+use hcs_protocol::{
+    Diagnostic, Failure, HostMessage, Notification, ProcessHandle, ProcessRequest, Reply, Request,
+    RequestBody, SystemHandle, SystemRequest,
 };
 use hcs_schema::HResult;
 use hcs_wire::{
@@ -52,6 +52,8 @@ pub struct Config {
     /// The group whose members may connect (besides root and hcsd's own user); `None`
     /// when the group does not exist.
     pub group: Option<(String, u32)>,
+    /// The settings of every worker's host (read once by `hcsd`, passed to each worker).
+    pub host: hcs_host::HostConfig,
 }
 
 /// The running service.
@@ -68,6 +70,8 @@ enum Entry {
 
 struct Router {
     config: Config,
+    /// Answers what concerns no system, with the workers' settings.
+    host: hcs_host::Host,
     registry: Mutex<HashMap<String, Entry>>,
     workers: Mutex<HashMap<u32, Arc<WorkerLink>>>,
     clients: Mutex<HashMap<u64, Arc<Client>>>,
@@ -134,7 +138,7 @@ impl Client {
     }
 
     fn reply(&self, id: u64, outcome: Result<Option<String>, Failure>, phase: &str) {
-        self.host(hcs_host::reply_message(id, outcome, phase));
+        self.host(HostMessage::Reply(Reply::outcome(id, outcome, phase)));
     }
 }
 
@@ -143,6 +147,7 @@ impl Service {
     pub fn new(config: Config) -> Service {
         let service = Service {
             router: Arc::new(Router {
+                host: hcs_host::Host::with_default_engines(config.host.clone()),
                 config,
                 registry: Mutex::new(HashMap::new()),
                 workers: Mutex::new(HashMap::new()),
@@ -606,12 +611,14 @@ impl Router {
                     ),
                 }
             }
-            RequestBody::HoldSystem { handle, hold } => {
+            RequestBody::Diagnostic(Diagnostic::HoldSystem { handle, hold })
+                if self.config.host.test_hooks =>
+            {
                 let bound = client.state.lock().systems.get(&handle).cloned().flatten();
                 match bound {
                     Some(link) if !link.dead.load(Ordering::SeqCst) => {
                         client.state.lock().holds.insert(hold, Arc::clone(&link));
-                        let body = RequestBody::HoldSystem { handle, hold };
+                        let body = RequestBody::Diagnostic(Diagnostic::HoldSystem { handle, hold });
                         self.forward(
                             client,
                             &link,
@@ -629,11 +636,13 @@ impl Router {
                     ),
                 }
             }
-            RequestBody::ReleaseHold { hold } => {
+            RequestBody::Diagnostic(Diagnostic::ReleaseHold { hold })
+                if self.config.host.test_hooks =>
+            {
                 let link = client.state.lock().holds.remove(&hold);
                 match link {
                     Some(link) if !link.dead.load(Ordering::SeqCst) => {
-                        let body = RequestBody::ReleaseHold { hold };
+                        let body = RequestBody::Diagnostic(Diagnostic::ReleaseHold { hold });
                         self.forward(
                             client,
                             &link,
@@ -648,14 +657,24 @@ impl Router {
                 let outcome = self.enumerate(query);
                 client.reply(id, outcome, "Enumerate");
             }
-            RequestBody::LiveCounts => {
+            RequestBody::Diagnostic(Diagnostic::LiveCounts) if self.config.host.test_hooks => {
                 let outcome = self.live_counts();
                 client.reply(id, outcome, "LiveCounts");
             }
-            body @ (RequestBody::GetServiceProperties { .. }
+            RequestBody::Diagnostic(diagnostic) => client.reply(
+                id,
+                Err(hcs_host::refusals::test_hooks_disabled(diagnostic.phase())),
+                diagnostic.phase(),
+            ),
+
+            // What concerns no system is answered by a host with the workers' settings,
+            // exactly as a worker (or the embedded host) answers it.
+            body @ (RequestBody::ValidateDocument { .. }
+            | RequestBody::ComPortSocket { .. }
+            | RequestBody::GetServiceProperties { .. }
             | RequestBody::ModifyServiceSettings { .. }
             | RequestBody::SubmitWerReport { .. }) => {
-                if let Some(outcome) = hcs_host::service::answer(&body) {
+                if let Some(outcome) = self.host.answer_at_once(&body) {
                     client.reply(id, outcome, body.phase());
                 }
             }
@@ -690,7 +709,7 @@ impl Router {
             client.reply(id, Err(failure), "Construct");
             return;
         }
-        let link = match WorkerLink::spawn(&self.config.state, &system_id) {
+        let link = match WorkerLink::spawn(&self.config.state, &self.config.host, &system_id) {
             Ok((link, reader)) => {
                 link.system_alive.store(true, Ordering::SeqCst);
                 self.adopt(Arc::clone(&link), reader);
@@ -783,7 +802,7 @@ impl Router {
         let links: Vec<Arc<WorkerLink>> = self.workers.lock().values().cloned().collect();
         let calls: Vec<_> = links
             .iter()
-            .map(|link| link.call(RequestBody::LiveCounts))
+            .map(|link| link.call(RequestBody::Diagnostic(Diagnostic::LiveCounts)))
             .collect();
         let (mut systems, mut vms) = (0u64, 0u64);
         for rx in calls {
@@ -869,12 +888,7 @@ impl Router {
                                 state.processes.remove(&process);
                             }
                             Pending::CreateProcess(process) if !failed => {
-                                let pid = reply
-                                    .document
-                                    .as_deref()
-                                    .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-                                    .and_then(|v| v["ProcessId"].as_u64())
-                                    .map(|p| p as u32);
+                                let pid = reply.process.as_ref().map(|p| p.pid);
                                 if let Some(binding) = state.processes.get_mut(&process) {
                                     binding.pid = pid;
                                 }
@@ -980,7 +994,7 @@ impl Router {
 fn stopped_reply(id: u64, pending: &Pending, link: &WorkerLink) -> HostMessage {
     let (result, phase) = match pending {
         Pending::Other(phase @ ("Close" | "CloseProcess" | "ReleaseHold")) => {
-            return hcs_host::reply_message(id, Ok(None), phase)
+            return HostMessage::Reply(Reply::outcome(id, Ok(None), phase))
         }
         Pending::Other(phase @ ("Shutdown" | "Terminate")) => {
             (HResult::HCS_E_SYSTEM_ALREADY_STOPPED, *phase)
@@ -991,21 +1005,21 @@ fn stopped_reply(id: u64, pending: &Pending, link: &WorkerLink) -> HostMessage {
         Pending::CreateProcess(_) => (HResult::HCS_E_SYSTEM_NOT_FOUND, "CreateProcess"),
         Pending::OpenProcess(_) => (HResult::HCS_E_SYSTEM_NOT_FOUND, "OpenProcess"),
     };
-    hcs_host::reply_message(
+    HostMessage::Reply(Reply::outcome(
         id,
         Err(Failure::new(
             result,
             format!("compute system '{}' has stopped", link.id),
         )),
         phase,
-    )
+    ))
 }
 
 /// The answer to a request pending when its system's worker died.
 fn crashed_reply(id: u64, pending: &Pending, link: &WorkerLink, how: Option<&str>) -> HostMessage {
     let phase = match pending {
         Pending::Other(phase @ ("Close" | "CloseProcess" | "ReleaseHold")) => {
-            return hcs_host::reply_message(id, Ok(None), phase)
+            return HostMessage::Reply(Reply::outcome(id, Ok(None), phase))
         }
         Pending::Other(phase) => phase,
         Pending::CreateSystem => "Construct",
@@ -1013,7 +1027,7 @@ fn crashed_reply(id: u64, pending: &Pending, link: &WorkerLink, how: Option<&str
         Pending::CreateProcess(_) => "CreateProcess",
         Pending::OpenProcess(_) => "OpenProcess",
     };
-    hcs_host::reply_message(
+    HostMessage::Reply(Reply::outcome(
         id,
         Err(Failure::new(
             HResult::HCS_E_UNEXPECTED_EXIT,
@@ -1025,7 +1039,7 @@ fn crashed_reply(id: u64, pending: &Pending, link: &WorkerLink, how: Option<&str
             ),
         )),
         phase,
-    )
+    ))
 }
 
 /// What a request on a process of a system that is gone answers.

@@ -14,10 +14,11 @@
 
 use crate::state::{StateDir, WorkerRecord};
 use crate::worker_protocol::{FromWorker, ToWorker};
-use hcs_host::{Host, HostMessage, MessageSink, RequestBody, Session, SystemRequest};
+use hcs_host::{Host, HostConfig, Session};
+use hcs_protocol::{HostMessage, MessageSink};
 use hcs_wire::FrameWriter;
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,26 +49,12 @@ impl Link {
 struct WorkerSink {
     session: u64,
     link: Arc<Link>,
-    /// Ids of this session's CreateProcess requests, whose replies carry descriptors.
-    creates: Mutex<HashSet<u64>>,
 }
 
 impl MessageSink for WorkerSink {
-    fn deliver(&self, message: HostMessage) {
-        let mut fds = Vec::new();
-        let message = match message {
-            HostMessage::Reply(mut reply) if self.creates.lock().remove(&reply.id) => {
-                if reply.result.succeeded() {
-                    if let Some(document) = reply.document.take() {
-                        let (document, taken) = hcs_wire::std_handles::take(&document);
-                        reply.document = Some(document);
-                        fds = taken;
-                    }
-                }
-                HostMessage::Reply(reply)
-            }
-            other => other,
-        };
+    fn deliver(&self, mut message: HostMessage) {
+        // A process create's std handles ride beside the frame.
+        let fds = message.detach_fds();
         self.link.send(
             &FromWorker::Message {
                 session: self.session,
@@ -81,7 +68,6 @@ impl MessageSink for WorkerSink {
 
 struct OpenSession {
     session: Session,
-    sink: Arc<WorkerSink>,
 }
 
 /// The worker's state.
@@ -107,10 +93,9 @@ impl Worker {
             let sink = Arc::new(WorkerSink {
                 session: number,
                 link: Arc::clone(&self.link),
-                creates: Mutex::new(HashSet::new()),
             });
-            let session = self.host.open_session(sink.clone());
-            Arc::new(OpenSession { session, sink })
+            let session = self.host.open_session(sink);
+            Arc::new(OpenSession { session })
         }))
     }
 
@@ -121,13 +106,6 @@ impl Worker {
                     self.engaged.store(true, Ordering::SeqCst);
                 }
                 let open = self.session(session);
-                if let RequestBody::System {
-                    request: SystemRequest::CreateProcess { .. },
-                    ..
-                } = &request.body
-                {
-                    open.sink.creates.lock().insert(request.id);
-                }
                 // No lock of ours is held: the host may answer (and call the gone hook)
                 // from inside `send`.
                 open.session.send(request);
@@ -210,7 +188,7 @@ impl Worker {
 }
 
 /// Runs a worker for compute system `id`; returns when the worker is done.
-pub fn run(state: StateDir, id: String, first: OwnedFd) -> std::io::Result<()> {
+pub fn run(state: StateDir, host: HostConfig, id: String, first: OwnedFd) -> std::io::Result<()> {
     // A session of its own: the terminal's and hcsd's process-group signals (Ctrl-C,
     // systemd stopping hcsd with KillMode=process) do not reach the VMs.
     let _ = nix::unistd::setsid();
@@ -226,7 +204,7 @@ pub fn run(state: StateDir, id: String, first: OwnedFd) -> std::io::Result<()> {
     })?;
     let worker = Arc::new(Worker {
         id,
-        host: Host::with_kvm(),
+        host: Host::with_default_engines(host),
         link: Arc::new(Link::default()),
         sessions: Mutex::new(HashMap::new()),
         done: AtomicBool::new(false),

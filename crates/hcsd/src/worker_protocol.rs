@@ -6,7 +6,7 @@
 //! work across client processes exactly as in one host. Session 0 is `hcsd`'s own (for
 //! enumeration and counts).
 
-use hcs_host::{HostMessage, Request};
+use hcs_protocol::{HostMessage, Request};
 use serde::{Deserialize, Serialize};
 
 /// The session number `hcsd` uses for its own requests.
@@ -30,7 +30,7 @@ pub enum ToWorker {
 }
 
 /// From a worker to `hcsd`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub enum FromWorker {
     /// The first message on every connection.
     Hello {
@@ -42,7 +42,7 @@ pub enum FromWorker {
         system: bool,
     },
     /// A reply or notification for client session `session`. A reply to `CreateProcess`
-    /// carries the std handles as descriptors (see `hcs_wire::std_handles`).
+    /// carries the std handles as descriptors beside the frame (`hcs_protocol::StdHandles`).
     Message {
         /// The client session.
         session: u64,

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use hcs_host::{RequestBody, SystemRequest};
+use hcs_protocol::{RequestBody, SystemRequest};
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;

@@ -154,7 +154,9 @@ fn a_create_succeeds_while_another_client_enumerates() {
                 let mut rounds = 0;
                 while !stop.load(Ordering::SeqCst) {
                     enumerate(&client, None);
-                    client.ok(hcs_host::RequestBody::LiveCounts);
+                    client.ok(hcs_protocol::RequestBody::Diagnostic(
+                        hcs_protocol::Diagnostic::LiveCounts,
+                    ));
                     rounds += 1;
                 }
                 rounds

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use hcs_host::{Notification, RequestBody, SystemRequest};
+use hcs_protocol::{Notification, RequestBody, SystemRequest};
 use hcs_schema::HResult;
 use std::time::{Duration, Instant};
 
@@ -96,7 +96,9 @@ fn a_killed_worker_is_an_unexpected_exit_for_every_handle_and_nothing_else() {
     let second = hcsd.client();
     second.ok(open(5, "victim"));
     // A pending operation: the system's queue is held, so Pause waits behind it.
-    second.ok(RequestBody::HoldSystem { handle: 5, hold: 1 });
+    second.ok(RequestBody::Diagnostic(
+        hcs_protocol::Diagnostic::HoldSystem { handle: 5, hold: 1 },
+    ));
     let pause = second.send(on(5, SystemRequest::Pause(None)));
     // The worker answers an enumeration only after it has read the Pause before it.
     assert_eq!(enumerate(&second, None), ["bystander", "victim"]);
@@ -150,6 +152,32 @@ fn a_killed_worker_is_an_unexpected_exit_for_every_handle_and_nothing_else() {
 /// HCS-API rule 28 across processes: a client process killed with SIGKILL counts as
 /// closing its handles, so its system with ShouldTerminateOnLastHandleClosed is
 /// terminated, and one without it runs on for others to open.
+/// The requests made for tests exist only in an hcsd started for tests: without
+/// `--test-hooks`, a client that asks to hold another's system, or for live counts, is
+/// refused with `E_ACCESSDENIED`, and the system's queue keeps moving.
+#[test]
+fn without_test_hooks_hcsd_refuses_the_test_requests() {
+    require_kvm();
+    let dir = scratch("no-test-hooks");
+    let hcsd = Hcsd::start_with(&dir, false);
+    let client = hcsd.client();
+    client.ok(create(1, "production", empty_vm("prod", true)));
+    for body in [
+        RequestBody::Diagnostic(hcs_protocol::Diagnostic::HoldSystem { handle: 1, hold: 7 }),
+        RequestBody::Diagnostic(hcs_protocol::Diagnostic::ReleaseHold { hold: 7 }),
+        RequestBody::Diagnostic(hcs_protocol::Diagnostic::LiveCounts),
+    ] {
+        let reply = client.call(body);
+        assert_eq!(reply.result, HResult::E_ACCESSDENIED);
+        let document = reply.document.unwrap_or_default();
+        assert!(document.contains("--test-hooks"), "{document}");
+    }
+    // Nothing holds the queue: the start completes.
+    client.ok(on(1, SystemRequest::Start));
+    client.ok(on(1, SystemRequest::Terminate));
+    client.ok(close(1));
+}
+
 #[test]
 fn rule_28_a_client_killed_with_sigkill_counts_as_closing_its_handles() {
     require_kvm();

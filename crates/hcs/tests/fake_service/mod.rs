@@ -6,13 +6,16 @@
 //! Canned behaviour, by request:
 //! * `OpenSystem` of an id starting with `held-` and `System { Start }`: never answered;
 //! * `OpenSystem` of an id starting with `missing-`: `HCS_E_SYSTEM_NOT_FOUND`;
-//! * `CreateProcess`: `{"ProcessId":42,"StdInput":0,"StdOutput":1,"StdError":null}` with
-//!   two socket ends attached; the other ends are kept ([`FakeService::take_process_ends`]);
+//! * `CreateProcess`: process 42 with stdin and stdout (two socket ends attached to the
+//!   frame); the other ends are kept ([`FakeService::take_process_ends`]);
 //! * `LiveCounts`: `{"Systems":3,"Vms":2}`; `Enumerate`: `[]`; everything else `S_OK`.
 #![allow(dead_code)]
 
 use hcs::HResult;
-use hcs_host::{HostMessage, Reply, Request, RequestBody, SystemRequest};
+use hcs_protocol::{
+    Descriptor, Diagnostic, HostMessage, Reply, Request, RequestBody, StartedProcess, StdHandles,
+    SystemRequest,
+};
 use hcs_wire::{ClientMessage, FrameReader, FrameWriter, ServiceMessage};
 use parking_lot::{Condvar, Mutex};
 use std::net::Shutdown;
@@ -194,11 +197,11 @@ fn read_requests(
         shared.0.lock().requests.push((number, request.clone()));
         shared.1.notify_all();
         let reply = |result: HResult, document: Option<&str>| {
-            ServiceMessage::Host(HostMessage::Reply(Reply {
-                id: request.id,
+            ServiceMessage::Host(HostMessage::Reply(Reply::new(
+                request.id,
                 result,
-                document: document.map(str::to_owned),
-            }))
+                document.map(str::to_owned),
+            )))
         };
         let sent = match &request.body {
             RequestBody::OpenSystem { id, .. } if id.starts_with("held-") => continue,
@@ -226,15 +229,25 @@ fn read_requests(
                     .lock()
                     .process_ends
                     .push((stdin_service, stdout_service));
+                // In the frame, the message says which handles are there; the
+                // descriptors ride beside it in the order stdin, stdout, stderr.
+                let started = Reply::started(
+                    request.id,
+                    StartedProcess {
+                        pid: 42,
+                        std_handles: StdHandles {
+                            stdin: Some(Descriptor::InFrame),
+                            stdout: Some(Descriptor::InFrame),
+                            stderr: None,
+                        },
+                    },
+                );
                 writer.send(
-                    &reply(
-                        HResult::S_OK,
-                        Some(r#"{"ProcessId":42,"StdInput":0,"StdOutput":1,"StdError":null}"#),
-                    ),
+                    &ServiceMessage::Host(HostMessage::Reply(started)),
                     &[stdin_client.as_raw_fd(), stdout_client.as_raw_fd()],
                 )
             }
-            RequestBody::LiveCounts => {
+            RequestBody::Diagnostic(Diagnostic::LiveCounts) => {
                 writer.send(&reply(HResult::S_OK, Some(r#"{"Systems":3,"Vms":2}"#)), &[])
             }
             RequestBody::Enumerate { .. } => writer.send(&reply(HResult::S_OK, Some("[]")), &[]),

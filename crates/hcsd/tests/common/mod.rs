@@ -3,7 +3,7 @@
 //! notification it receives.
 #![allow(dead_code)]
 
-use hcs_host::{HostMessage, Notification, Reply, Request, RequestBody, SystemRequest};
+use hcs_protocol::{HostMessage, Notification, Reply, Request, RequestBody, SystemRequest};
 use hcs_schema::HResult;
 use hcs_wire::{ClientMessage, FrameReader, FrameWriter, ServiceMessage};
 use std::os::fd::OwnedFd;
@@ -46,17 +46,25 @@ pub struct Hcsd {
     pub socket: PathBuf,
     pub state: PathBuf,
     pub child: Option<Child>,
+    /// Started with `--test-hooks` (the default for tests: holds and live counts).
+    pub test_hooks: bool,
 }
 
 impl Hcsd {
     /// Starts `hcsd` with its socket and state directory under `dir`, and waits until it
     /// answers.
     pub fn start(dir: &Path) -> Hcsd {
+        Hcsd::start_with(dir, true)
+    }
+
+    /// Starts `hcsd` as [`Hcsd::start`] does, with or without `--test-hooks`.
+    pub fn start_with(dir: &Path, test_hooks: bool) -> Hcsd {
         let mut hcsd = Hcsd {
             dir: dir.to_path_buf(),
             socket: dir.join("hcsd.sock"),
             state: dir.join("state"),
             child: None,
+            test_hooks,
         };
         hcsd.restart();
         hcsd
@@ -69,7 +77,11 @@ impl Hcsd {
             .append(true)
             .open(self.dir.join("hcsd.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_hcsd"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hcsd"));
+        if self.test_hooks {
+            command.arg("--test-hooks");
+        }
+        let child = command
             .arg("--socket")
             .arg(&self.socket)
             .arg("--state-dir")

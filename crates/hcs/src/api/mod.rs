@@ -6,7 +6,7 @@
 //! gives `E_HANDLE` (rule 49) and never undefined behaviour. The idiomatic API
 //! ([`crate::ComputeSystem`], [`crate::Operation`]) is built on these functions.
 
-use crate::client::{client, next_handle, Link};
+use crate::client::{client, next_handle};
 use crate::handle_object::HandleObject;
 use crate::operation::Operation;
 use crate::types::{
@@ -14,7 +14,7 @@ use crate::types::{
     OperationCompletion, OperationType, ProcessInformation, SecurityDescriptor, GENERIC_ALL,
     HCS_INVALID_OPERATION_ID, INFINITE,
 };
-use hcs_host::{ProcessRequest, RequestBody, SystemRequest};
+use hcs_protocol::{ProcessRequest, RequestBody, SystemRequest};
 use hcs_schema::HResult;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,7 +170,7 @@ pub fn get_operation_process_information(operation: HcsOperation) -> Option<Proc
     if result != HResult::S_OK {
         return None;
     }
-    let (process_id, _) = crate::std_handles::parse_process_information(document.as_deref()?)?;
+    let process_id = crate::std_handles::process_id(document.as_deref()?)?;
     let [std_input, std_output, std_error] = op
         .process()
         .and_then(|p| client.process(p))
@@ -783,91 +783,7 @@ pub use crate::state_files::{
 };
 
 // ---------------------------------------------------------------------------------------
-// Diagnostics
+// Not HCS calls: what tools and tests ask of the host (`tools.rs`)
 
-pub use crate::client::{HostKind, HOST_ENV};
-
-/// Which host this process's client talks to: chosen once, on first use, from
-/// `HCS_HOST` (`embedded`, `service`, or `auto`/unset: the service if it answers at
-/// [`hcs_wire::socket_path`], else the embedded host). See `docs/service.md`.
-pub fn host_kind() -> HostKind {
-    client().kind()
-}
-
-/// Counts of live objects, for leak checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LiveCounts {
-    /// Open operation handles in this process.
-    pub operations: usize,
-    /// Open compute-system handles in this process.
-    pub system_handles: usize,
-    /// Open process handles in this process.
-    pub process_handles: usize,
-    /// Compute systems that exist in the host (the embedded host or the service).
-    pub systems: usize,
-    /// VMs alive in the host's engines.
-    pub vms: usize,
-}
-
-/// What this process holds right now, and what its host holds (0 systems and VMs when
-/// the host cannot be asked).
-pub fn live_counts() -> LiveCounts {
-    let client = client();
-    let (result, document) = client.send_and_wait(&client.new_link(), RequestBody::LiveCounts);
-    let host: serde_json::Value = document
-        .filter(|_| result.succeeded())
-        .and_then(|d| serde_json::from_str(&d).ok())
-        .unwrap_or_default();
-    let count = |name: &str| host.get(name).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
-    LiveCounts {
-        operations: client.operations.len(),
-        system_handles: client.systems.len(),
-        process_handles: client.processes.len(),
-        systems: count("Systems"),
-        vms: count("Vms"),
-    }
-}
-
-/// Keeps the host's request queue of `system` blocked until the returned guard drops, so
-/// that operations issued meanwhile stay pending: a deterministic way to observe
-/// `HCS_E_OPERATION_PENDING`, timeouts and closes while work runs. The VM keeps running;
-/// terminate is not held back (rule 54). `None` if the handle is invalid or the system
-/// has stopped.
-pub fn hold_system_requests(system: HcsSystem) -> Option<SystemHold> {
-    let client = client();
-    let object = client.system(system)?;
-    let hold = next_handle();
-    let (result, _) = client.send_and_wait(
-        &object.link,
-        RequestBody::HoldSystem {
-            handle: object.handle,
-            hold,
-        },
-    );
-    result.succeeded().then(|| SystemHold {
-        hold,
-        link: object.link.clone(),
-    })
-}
-
-/// A hold on a system's request queue (see [`hold_system_requests`]); dropping it
-/// releases the queue.
-#[must_use = "the hold is released when this guard drops"]
-pub struct SystemHold {
-    hold: u64,
-    link: Link,
-}
-
-impl std::fmt::Debug for SystemHold {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SystemHold")
-            .field("hold", &self.hold)
-            .finish()
-    }
-}
-
-impl Drop for SystemHold {
-    fn drop(&mut self) {
-        client().send_and_wait(&self.link, RequestBody::ReleaseHold { hold: self.hold });
-    }
-}
+mod tools;
+pub use tools::*;

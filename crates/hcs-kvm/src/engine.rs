@@ -1,10 +1,12 @@
-//! The built-in VMM (`hcs-kvm`) behind the [`Engine`] trait.
+//! The built-in VMM as an HCS engine: [`KvmEngine`] implements `hcs_engine::Engine` for the
+//! plans it can build (the idle firmware: the empty VMs of the samples).
 
-use crate::engine::{
+use hcs_engine::{
     Engine, EngineError, EngineExit, EngineLimits, EngineVm, ExitHandler, Firmware, ResetHandler,
     VmPlan,
 };
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The `hcs-kvm` engine: empty VMs on /dev/kvm.
 #[derive(Debug, Default)]
@@ -20,8 +22,8 @@ impl KvmEngine {
     }
 }
 
-fn engine_error(error: hcs_kvm::Error) -> EngineError {
-    use hcs_kvm::Error as E;
+fn engine_error(error: crate::Error) -> EngineError {
+    use crate::Error as E;
     match error {
         E::KvmNotFound { .. }
         | E::KvmAccessDenied { .. }
@@ -38,12 +40,21 @@ impl Engine for KvmEngine {
         "kvm"
     }
 
+    fn accepts(&self, plan: &VmPlan) -> Result<(), String> {
+        match plan.firmware {
+            Firmware::Idle => Ok(()),
+            Firmware::LinuxDirect { .. } => {
+                Err("the built-in VMM cannot boot a Linux kernel yet".into())
+            }
+        }
+    }
+
     fn limits(&self) -> Result<EngineLimits, EngineError> {
         if let Some(limits) = self.limits.get() {
             return Ok(*limits);
         }
         // A failure is not cached: /dev/kvm may become usable (module loaded, permissions).
-        let info = hcs_kvm::check_kvm().map_err(engine_error)?;
+        let info = crate::check_kvm().map_err(engine_error)?;
         Ok(*self.limits.get_or_init(|| EngineLimits {
             max_vcpus: info.max_vcpus,
             max_memory_mb: info.max_memory_mib,
@@ -58,33 +69,33 @@ impl Engine for KvmEngine {
         _on_reset: ResetHandler,
     ) -> Result<Arc<dyn EngineVm>, EngineError> {
         let guest = match plan.firmware {
-            Firmware::Idle => hcs_kvm::GuestImage::IdleFirmware,
+            Firmware::Idle => crate::GuestImage::IdleFirmware,
             Firmware::LinuxDirect { .. } => {
                 return Err(EngineError::Failed(
                     "the built-in VMM cannot boot a Linux kernel yet (the QEMU engine does)".into(),
                 ))
             }
         };
-        let config = hcs_kvm::VmConfig {
+        let config = crate::VmConfig {
             memory_mib: plan.memory_mb,
             vcpus: plan.vcpus,
             guest,
         };
-        let handler: hcs_kvm::ExitHandler = Box::new(move |reason| {
+        let handler: crate::ExitHandler = Box::new(move |reason| {
             on_exit(match reason {
-                hcs_kvm::VmExitReason::PowerOff => EngineExit::PowerOff,
-                hcs_kvm::VmExitReason::Reset => EngineExit::Reset,
-                hcs_kvm::VmExitReason::TripleFault => EngineExit::TripleFault,
-                hcs_kvm::VmExitReason::InternalError(detail) => EngineExit::Failed(detail),
+                crate::VmExitReason::PowerOff => EngineExit::PowerOff,
+                crate::VmExitReason::Reset => EngineExit::Reset,
+                crate::VmExitReason::TripleFault => EngineExit::TripleFault,
+                crate::VmExitReason::InternalError(detail) => EngineExit::Failed(detail),
             })
         });
-        let vm = hcs_kvm::Vm::create(config, handler).map_err(engine_error)?;
+        let vm = crate::Vm::create(config, handler).map_err(engine_error)?;
         Ok(Arc::new(KvmVm { vm }))
     }
 }
 
 struct KvmVm {
-    vm: hcs_kvm::Vm,
+    vm: crate::Vm,
 }
 
 impl EngineVm for KvmVm {
@@ -112,23 +123,23 @@ impl EngineVm for KvmVm {
     fn memory_mb(&self) -> u64 {
         self.vm.memory_size() >> 20
     }
-    fn cpu_time_100ns(&self) -> u64 {
+    fn cpu_time(&self) -> Duration {
         self.vm
             .vcpu_thread_ids()
             .into_iter()
-            .map(thread_cpu_time_100ns)
+            .map(thread_cpu_time)
             .sum()
     }
 }
 
-/// CPU time (user + system) of one thread of this process, from /proc, in 100 ns units.
-fn thread_cpu_time_100ns(tid: libc::pid_t) -> u64 {
+/// CPU time (user + system) of one thread of this process, from /proc.
+fn thread_cpu_time(tid: libc::pid_t) -> Duration {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else {
-        return 0;
+        return Duration::ZERO;
     };
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0;
+        return Duration::ZERO;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
@@ -139,5 +150,5 @@ fn thread_cpu_time_100ns(tid: libc::pid_t) -> u64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = if hz > 0 { hz as u64 } else { 100 };
-    ticks * 10_000_000 / hz
+    Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz)
 }

@@ -1,17 +1,20 @@
 //! The messages between a client and a host: requests, replies and notifications.
 //!
 //! Every client talks to a host through these messages only, whether the host runs in
-//! the client's process (the embedded host) or in the service. A client opens a
-//! [`crate::Session`], sends [`Request`]s, and receives [`HostMessage`]s in order per
+//! the client's process (the embedded host) or in the service. A client opens a session
+//! (`hcs_host::Session`), sends [`Request`]s, and receives [`HostMessage`]s in order per
 //! compute system: a reply for every request, and notifications for the system handles
-//! it holds. The messages are serde types so that a socket transport carries them as is.
+//! it holds. The messages are serde types so that a socket transport carries them as is;
+//! the descriptors of a [`StartedProcess`] travel beside them (see [`crate::StdHandles`]).
 //!
 //! System handles are numbers chosen by the client, unique within its session; the host
 //! binds them to compute systems on create and open, so the client can hand a handle to
 //! its caller before the host has answered (HCS-API rule 20).
 
+use crate::{Failure, StdHandles};
 use hcs_schema::HResult;
 use serde::{Deserialize, Serialize};
+use std::os::fd::OwnedFd;
 
 /// A client-chosen number naming one system handle within a session.
 pub type SystemHandle = u64;
@@ -102,24 +105,55 @@ pub enum RequestBody {
         /// The report.
         report: String,
     },
-    /// Diagnostics (not an HCS call): keep the request queue of the system of `handle`
-    /// blocked until [`RequestBody::ReleaseHold`] with the same `hold`, so that operations
-    /// issued meanwhile stay pending. Fails with `HCS_E_SYSTEM_NOT_FOUND` once the system
-    /// has stopped.
+    /// Not an HCS call: judge a `ComputeSystem` document as a create on this host would,
+    /// creating nothing. Answered with a [`crate::Validation`] document.
+    ValidateDocument {
+        /// The `ComputeSystem` document.
+        configuration: String,
+    },
+    /// Not an HCS call: the host socket of a ComPort's `NamedPipe` value (`\\.\pipe\NAME`
+    /// or an absolute path), as this host would create it. Answered with
+    /// `{"Socket":"/path"}` (`null` for `""`: disconnected).
+    ComPortSocket {
+        /// The `NamedPipe` value.
+        named_pipe: String,
+    },
+    /// For tests of the operation model only: refused (`E_ACCESSDENIED`) by a host not
+    /// started for tests (see `docs/settings.md`).
+    Diagnostic(Diagnostic),
+}
+
+/// Requests that exist for tests: a production host refuses them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Diagnostic {
+    /// Keep the request queue of the system of `handle` blocked until
+    /// [`Diagnostic::ReleaseHold`] with the same `hold`, so that operations issued
+    /// meanwhile stay pending. Fails with `HCS_E_SYSTEM_NOT_FOUND` once the system has
+    /// stopped.
     HoldSystem {
         /// The system handle.
         handle: SystemHandle,
         /// A client-chosen number naming the hold.
         hold: u64,
     },
-    /// Diagnostics: releases a [`RequestBody::HoldSystem`].
+    /// Releases a [`Diagnostic::HoldSystem`].
     ReleaseHold {
         /// The hold's number.
         hold: u64,
     },
-    /// Diagnostics: how many compute systems and VMs the host has, as
-    /// `{"Systems":N,"Vms":N}`.
+    /// How many compute systems and VMs the host has, as `{"Systems":N,"Vms":N}`.
     LiveCounts,
+}
+
+impl Diagnostic {
+    /// The name used in logs and error documents.
+    pub fn phase(&self) -> &'static str {
+        match self {
+            Diagnostic::HoldSystem { .. } => "HoldSystem",
+            Diagnostic::ReleaseHold { .. } => "ReleaseHold",
+            Diagnostic::LiveCounts => "LiveCounts",
+        }
+    }
 }
 
 impl RequestBody {
@@ -137,9 +171,9 @@ impl RequestBody {
             RequestBody::GetServiceProperties { .. } => "GetServiceProperties",
             RequestBody::ModifyServiceSettings { .. } => "ModifyServiceSettings",
             RequestBody::SubmitWerReport { .. } => "SubmitWerReport",
-            RequestBody::HoldSystem { .. } => "HoldSystem",
-            RequestBody::ReleaseHold { .. } => "ReleaseHold",
-            RequestBody::LiveCounts => "LiveCounts",
+            RequestBody::ValidateDocument { .. } => "Validate",
+            RequestBody::ComPortSocket { .. } => "ComPortSocket",
+            RequestBody::Diagnostic(diagnostic) => diagnostic.phase(),
         }
     }
 }
@@ -221,7 +255,7 @@ impl SystemRequest {
 }
 
 /// The answer to one request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     /// The request's id.
     pub id: u64,
@@ -229,6 +263,48 @@ pub struct Reply {
     pub result: HResult,
     /// The result document: call data on success, a `ResultError` on failure (if any).
     pub document: Option<String>,
+    /// What a successful `CreateProcess` started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<StartedProcess>,
+}
+
+impl Reply {
+    /// A reply with `result` and `document`.
+    pub fn new(id: u64, result: HResult, document: Option<String>) -> Reply {
+        Reply {
+            id,
+            result,
+            document,
+            process: None,
+        }
+    }
+
+    /// The reply to request `id`: the document on success, else the failure's HRESULT
+    /// and its `ResultError` for `phase` ("Construct", "Start", ...).
+    pub fn outcome(id: u64, outcome: Result<Option<String>, Failure>, phase: &str) -> Reply {
+        match outcome {
+            Ok(document) => Reply::new(id, HResult::S_OK, document),
+            Err(failure) => Reply::new(id, failure.hresult, Some(failure.document(phase))),
+        }
+    }
+
+    /// The reply of a `CreateProcess` that started `process`.
+    pub fn started(id: u64, process: StartedProcess) -> Reply {
+        Reply {
+            process: Some(process),
+            ..Reply::new(id, HResult::S_OK, None)
+        }
+    }
+}
+
+/// A process `CreateProcess` started: its id in the guest and the host ends of the std
+/// handles it was created with, owned by whoever holds the reply.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub struct StartedProcess {
+    /// The process id in the guest.
+    pub pid: u32,
+    /// Its std handles.
+    pub std_handles: StdHandles,
 }
 
 /// Something that happened to a system, told to every handle of it.
@@ -262,7 +338,7 @@ pub enum Notification {
 }
 
 /// A message from the host to a client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub enum HostMessage {
     /// The answer to a request.
     Reply(Reply),
@@ -270,8 +346,34 @@ pub enum HostMessage {
     Notification(Notification),
 }
 
+impl HostMessage {
+    /// Takes out the descriptors this message owns, for a frame to carry beside it
+    /// (see [`StdHandles::detach`]); none for most messages.
+    pub fn detach_fds(&mut self) -> Vec<OwnedFd> {
+        match self {
+            HostMessage::Reply(Reply {
+                process: Some(process),
+                ..
+            }) => process.std_handles.detach(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Gives the message the descriptors its frame brought (see [`StdHandles::attach`]);
+    /// those it has no place for are dropped, closing them.
+    pub fn attach_fds(&mut self, fds: Vec<OwnedFd>) {
+        match self {
+            HostMessage::Reply(Reply {
+                process: Some(process),
+                ..
+            }) => drop(process.std_handles.attach(fds)),
+            _ => drop(fds),
+        }
+    }
+}
+
 /// Where a session's messages go. Called from host threads (and, for requests the host
-/// can answer at once, from inside [`crate::Session::send`]); messages about one system
+/// can answer at once, from inside `hcs_host::Session::send`); messages about one system
 /// arrive in order. Implementations must return promptly and never call back into the
 /// session from inside `deliver`.
 pub trait MessageSink: Send + Sync {
@@ -329,6 +431,13 @@ mod tests {
             RequestBody::GetServiceProperties {
                 query: Some(r#"{"PropertyTypes":["Basic"]}"#.into()),
             },
+            RequestBody::ValidateDocument {
+                configuration: "{}".into(),
+            },
+            RequestBody::ComPortSocket {
+                named_pipe: r"\\.\pipe\x".into(),
+            },
+            RequestBody::Diagnostic(Diagnostic::HoldSystem { handle: 1, hold: 2 }),
         ];
         for (id, body) in requests.into_iter().enumerate() {
             let request = Request {
@@ -339,11 +448,22 @@ mod tests {
             assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), request);
         }
         let messages = vec![
-            HostMessage::Reply(Reply {
-                id: 7,
-                result: HResult::HCS_E_INVALID_STATE,
-                document: Some(r#"{"Error":-2143878907}"#.into()),
-            }),
+            HostMessage::Reply(Reply::new(
+                7,
+                HResult::HCS_E_INVALID_STATE,
+                Some(r#"{"Error":-2143878907}"#.into()),
+            )),
+            HostMessage::Reply(Reply::started(
+                8,
+                StartedProcess {
+                    pid: 42,
+                    std_handles: StdHandles {
+                        stdin: Some(crate::Descriptor::InFrame),
+                        stdout: None,
+                        stderr: Some(crate::Descriptor::InFrame),
+                    },
+                },
+            )),
             HostMessage::Notification(Notification::GuestConnectionClosed { handle: 1 }),
             HostMessage::Notification(Notification::SystemExited {
                 handle: 1,

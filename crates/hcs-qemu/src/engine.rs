@@ -1,11 +1,12 @@
-//! QEMU (`hcs-qemu`) behind the [`Engine`] trait: Linux guests booted directly, with serial
-//! ports, virtio disks and vsock.
+//! QEMU as an HCS engine: [`QemuEngine`] implements `hcs_engine::Engine` for Linux guests
+//! booted directly, with serial ports, virtio disks and vsock.
 
-use crate::engine::{
+use hcs_engine::{
     Engine, EngineError, EngineExit, EngineLimits, EngineVm, ExitHandler, Firmware, ResetHandler,
     VmPlan,
 };
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The `hcs-qemu` engine: one `qemu-system-x86_64` process per VM.
 #[derive(Debug, Default)]
@@ -18,10 +19,10 @@ impl QemuEngine {
     }
 }
 
-fn engine_error(error: hcs_qemu::Error) -> EngineError {
+fn engine_error(error: crate::Error) -> EngineError {
     match error {
-        hcs_qemu::Error::NotInstalled { .. } => EngineError::Unavailable(error.to_string()),
-        hcs_qemu::Error::Stopped => EngineError::Ended(error.to_string()),
+        crate::Error::NotInstalled { .. } => EngineError::Unavailable(error.to_string()),
+        crate::Error::Stopped => EngineError::Ended(error.to_string()),
         _ => EngineError::Failed(error.to_string()),
     }
 }
@@ -29,6 +30,17 @@ fn engine_error(error: hcs_qemu::Error) -> EngineError {
 impl Engine for QemuEngine {
     fn name(&self) -> &'static str {
         "qemu"
+    }
+
+    fn accepts(&self, plan: &VmPlan) -> Result<(), String> {
+        match plan.firmware {
+            Firmware::LinuxDirect { .. } => Ok(()),
+            Firmware::Idle => Err("the QEMU engine boots Linux kernels only".into()),
+        }
+    }
+
+    fn reboots_in_place(&self) -> bool {
+        true
     }
 
     fn limits(&self) -> Result<EngineLimits, EngineError> {
@@ -67,50 +79,36 @@ impl Engine for QemuEngine {
                 })?;
             }
         }
-        let config = hcs_qemu::VmConfig {
+        let config = crate::VmConfig {
             memory_mb: plan.memory_mb,
             vcpus: plan.vcpus,
             kernel: kernel.clone(),
             initrd: initrd.clone(),
             cmdline: cmdline.clone(),
-            serial_ports: plan
-                .serial_ports
-                .iter()
-                .map(|p| hcs_qemu::SerialPort {
-                    index: p.index,
-                    socket: p.socket.clone(),
-                })
-                .collect(),
-            disks: plan
-                .disks
-                .iter()
-                .map(|d| hcs_qemu::Disk {
-                    path: d.path.clone(),
-                    read_only: d.read_only,
-                })
-                .collect(),
-            vsock: plan.vsock_uds().map(|uds_path| hcs_qemu::Vsock {
+            serial_ports: plan.serial_ports.clone(),
+            disks: plan.disks.clone(),
+            vsock: plan.vsock_uds().map(|uds_path| crate::Vsock {
                 guest_cid: 3,
                 uds_path,
             }),
-            accel: hcs_qemu::Accel::Auto,
+            accel: crate::Accel::Auto,
             // Without StopOnReset the guest reboots in place, as on Hyper-V.
             on_reset: if plan.reboot_in_place {
-                hcs_qemu::OnReset::Reboot
+                crate::OnReset::Reboot
             } else {
-                hcs_qemu::OnReset::Exit
+                crate::OnReset::Exit
             },
             runtime_dir,
         };
-        let handler: hcs_qemu::ExitHandler = Box::new(move |exit| {
+        let handler: crate::ExitHandler = Box::new(move |exit| {
             on_exit(match exit {
-                hcs_qemu::Exit::PowerOff => EngineExit::PowerOff,
-                hcs_qemu::Exit::Reset => EngineExit::Reset,
-                hcs_qemu::Exit::GuestPanic => EngineExit::GuestPanic,
-                hcs_qemu::Exit::Died { detail } => EngineExit::ProcessDied(detail),
+                crate::Exit::PowerOff => EngineExit::PowerOff,
+                crate::Exit::Reset => EngineExit::Reset,
+                crate::Exit::GuestPanic => EngineExit::GuestPanic,
+                crate::Exit::Died { detail } => EngineExit::ProcessDied(detail),
             })
         });
-        let vm = hcs_qemu::Vm::create(config, handler).map_err(engine_error)?;
+        let vm = crate::Vm::create(config, handler).map_err(engine_error)?;
         // Before the start: the paused VM cannot reset yet.
         vm.on_guest_reset(on_reset);
         Ok(Arc::new(QemuVm { vm }))
@@ -118,7 +116,7 @@ impl Engine for QemuEngine {
 }
 
 struct QemuVm {
-    vm: hcs_qemu::Vm,
+    vm: crate::Vm,
 }
 
 impl EngineVm for QemuVm {
@@ -149,7 +147,7 @@ impl EngineVm for QemuVm {
     fn memory_mb(&self) -> u64 {
         self.vm.memory_mb()
     }
-    fn cpu_time_100ns(&self) -> u64 {
-        self.vm.cpu_time_100ns()
+    fn cpu_time(&self) -> Duration {
+        Duration::from_nanos(self.vm.cpu_time_100ns().saturating_mul(100))
     }
 }

@@ -1,15 +1,34 @@
-//! The `Engine` trait: the only way `hcs-host` drives virtual machines.
+//! The engine traits: the only way the HCS host (`hcs-host`) drives virtual machines.
+//!
+//! ```text
+//!  hcs-host ── VmPlan ──> [Engine, Engine, ...]  the first whose `accepts` says yes builds it
+//!                              │ create
+//!                              v
+//!                         dyn EngineVm: start, pause, resume, stop, NMI, power button
+//!                              │ the guest ends itself / resets
+//!                              v
+//!                         ExitHandler(EngineExit) / ResetHandler
+//! ```
 //!
 //! An engine is plain and synchronous: it builds a VM from a [`VmPlan`] (already checked and
-//! translated from the HCS document by [`crate::plan`]), and exposes start, pause, resume,
-//! stop and NMI. It reports the guest ending itself through the exit handler given at
-//! creation, and a guest that reboots in place ([`VmPlan::reboot_in_place`]) through the
-//! reset handler. Engines know nothing of HCS: no JSON, no HRESULTs, no states.
+//! translated from the HCS document by the host), and exposes start, pause, resume, stop
+//! and NMI. It reports the guest ending itself through the exit handler given at creation,
+//! and a guest that reboots in place ([`VmPlan::reboot_in_place`]) through the reset
+//! handler. Engines know nothing of HCS: no JSON, no HRESULTs, no states; the host maps
+//! [`EngineError`] to HRESULTs in one place.
+//!
+//! The engines implement these traits themselves (`hcs-kvm`'s `KvmEngine`, `hcs-qemu`'s
+//! `QemuEngine`), as OpenVMM's `virt_kvm` implements `virt`: no adapter layer, no copied
+//! types. A new engine implements [`Engine`] and [`EngineVm`], says in [`Engine::accepts`]
+//! which plans it builds, and is added to the host's engine list
+//! (`docs/architecture.md`, "Adding an engine").
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// What a VM is made of, in engine words. Built by [`crate::plan::plan_vm`].
+/// What a VM is made of, in engine words. Built by the host from a `ComputeSystem`
+/// document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmPlan {
     /// Guest RAM in MiB.
@@ -61,42 +80,24 @@ pub enum Firmware {
     },
 }
 
-/// One serial port of a [`VmPlan`].
+/// One 16550 UART of a [`VmPlan`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SerialPort {
-    /// Guest index: 0 = ttyS0 (COM1), 1 = ttyS1 (COM2).
+    /// Guest index: 0 = ttyS0/COM1 (0x3f8), 1 = ttyS1/COM2 (0x2f8), 2, 3.
     pub index: u32,
-    /// The host Unix socket the engine listens on; `None` = disconnected.
+    /// `Some(path)`: the engine listens on this Unix socket (server, no wait); a client may
+    /// attach and detach at any time, and output while none is attached is dropped.
+    /// `None`: the port exists in the guest but is connected to nothing.
     pub socket: Option<PathBuf>,
 }
 
-/// One block device of a [`VmPlan`].
+/// One block device of a [`VmPlan`] (virtio-blk: the guest sees `/dev/vda`, `/dev/vdb`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
     /// A raw image file or a host block device.
     pub path: PathBuf,
-    /// The guest cannot write it.
+    /// The guest cannot write it (opened read-only; the guest sees a read-only disk).
     pub read_only: bool,
-}
-
-/// Which engine builds a [`VmPlan`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineKind {
-    /// The built-in VMM (`hcs-kvm`): empty VMs.
-    Kvm,
-    /// QEMU (`hcs-qemu`): Linux guests and devices.
-    Qemu,
-}
-
-impl VmPlan {
-    /// The engine this plan needs: Linux direct boot needs QEMU; the idle firmware runs on
-    /// the built-in VMM.
-    pub fn engine_kind(&self) -> EngineKind {
-        match self.firmware {
-            Firmware::Idle => EngineKind::Kvm,
-            Firmware::LinuxDirect { .. } => EngineKind::Qemu,
-        }
-    }
 }
 
 /// How a guest ended itself.
@@ -169,8 +170,17 @@ pub struct EngineLimits {
 pub trait Engine: Send + Sync {
     /// Short name shown in logs and properties ("kvm", "qemu").
     fn name(&self) -> &'static str;
+    /// Whether this engine builds `plan` at all (its firmware, its devices), regardless
+    /// of limits and of whether it can run on this host: `Err` says why not, in words a
+    /// person reads when no engine accepts a plan.
+    fn accepts(&self, plan: &VmPlan) -> Result<(), String>;
     /// What this engine can build here; `Unavailable` when it cannot run at all.
     fn limits(&self) -> Result<EngineLimits, EngineError>;
+    /// Whether a guest reset can reboot the guest in place ([`VmPlan::reboot_in_place`]);
+    /// engines that cannot end the VM with [`EngineExit::Reset`] instead.
+    fn reboots_in_place(&self) -> bool {
+        false
+    }
     /// Builds a VM (memory mapped, vCPUs created, firmware loaded), not yet running.
     fn create(
         &self,
@@ -205,6 +215,6 @@ pub trait EngineVm: Send + Sync {
     fn vcpu_count(&self) -> u32;
     /// Guest RAM in MiB.
     fn memory_mb(&self) -> u64;
-    /// Host CPU time the vCPUs have used, in 100 ns units.
-    fn cpu_time_100ns(&self) -> u64;
+    /// Host CPU time the vCPUs have used.
+    fn cpu_time(&self) -> Duration;
 }
