@@ -887,7 +887,7 @@ impl Hcsd {
 
     /// Pids of the worker processes of this state directory.
     fn workers(&self) -> Vec<u32> {
-        hcs_qemu::pids_with_cmdline(&[" worker ", &self.state.to_string_lossy()])
+        hcs_test_support::pids_with_cmdline(&[" worker ", &self.state.to_string_lossy()])
     }
 }
 

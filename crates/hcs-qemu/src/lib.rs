@@ -115,5 +115,4 @@ mod vm;
 pub use accel::{resolve_accel, ACCEL_ENV};
 pub use config::{Accel, Disk, Machine, OnReset, ResolvedAccel, SerialPort, VmConfig, Vsock};
 pub use error::Error;
-pub use process::pids_with_cmdline;
 pub use vm::{Exit, ExitHandler, ResetHandler, Vm, MACHINE_ENV, QEMU_ENV, VHOST_DEVICE_VSOCK_ENV};
