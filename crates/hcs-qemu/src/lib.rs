@@ -105,6 +105,7 @@
 //! for the power button. The 8250 UART driver is built in.
 
 mod accel;
+mod checks;
 mod cmdline;
 mod config;
 mod error;
