@@ -138,7 +138,7 @@ struct Processes {
 }
 
 fn processes(id: &str) -> Result<Processes> {
-    let qemu = hcs_qemu::pids_with_cmdline(&["qemu-system", id])
+    let qemu = hcs_test_support::pids_with_cmdline(&["qemu-system", id])
         .into_iter()
         .next()
         .ok_or_else(|| BenchError(format!("no QEMU process for {id}")))?;
@@ -148,7 +148,7 @@ fn processes(id: &str) -> Result<Processes> {
         .find_map(|a| a.strip_prefix("socket,id=vsock,path="))
         .ok_or("no vhost-user-vsock chardev in QEMU's command line")?
         .replace(",,", ",");
-    let backend = hcs_qemu::pids_with_cmdline(&["vhost-device-vsock", &socket])
+    let backend = hcs_test_support::pids_with_cmdline(&["vhost-device-vsock", &socket])
         .into_iter()
         .next()
         .ok_or("no vhost-device-vsock process")?;

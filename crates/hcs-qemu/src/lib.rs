@@ -105,6 +105,7 @@
 //! for the power button. The 8250 UART driver is built in.
 
 mod accel;
+mod checks;
 mod cmdline;
 mod config;
 mod engine;
@@ -117,5 +118,4 @@ pub use accel::{resolve_accel, ACCEL_ENV};
 pub use config::{Accel, Disk, Machine, OnReset, ResolvedAccel, SerialPort, VmConfig, Vsock};
 pub use engine::QemuEngine;
 pub use error::Error;
-pub use process::pids_with_cmdline;
 pub use vm::{Exit, ExitHandler, ResetHandler, Vm, MACHINE_ENV, QEMU_ENV, VHOST_DEVICE_VSOCK_ENV};

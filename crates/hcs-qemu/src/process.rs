@@ -66,29 +66,6 @@ pub(crate) fn find_program(
         })
 }
 
-/// Process ids of every process on this host whose command line (arguments joined by
-/// spaces) contains each of `needles`: how tests, benchmarks and operators find the QEMU
-/// (`["qemu-system", id]`) or vsock backend of a VM from outside.
-pub fn pids_with_cmdline(needles: &[&str]) -> Vec<u32> {
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let line = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if needles.iter().all(|needle| line.contains(needle)) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path)

@@ -60,7 +60,7 @@ fn image(name: &str) -> String {
 
 /// Process ids of QEMU processes whose command line mentions `needle`.
 fn qemu_pids(needle: &str) -> Vec<u32> {
-    hcs_qemu::pids_with_cmdline(&["qemu-system", needle])
+    hcs_test_support::pids_with_cmdline(&["qemu-system", needle])
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -80,5 +80,5 @@ pub fn linux_vm() -> String {
 
 /// Process ids of QEMU processes whose command line mentions `needle`.
 pub fn qemu_pids(needle: &str) -> Vec<u32> {
-    hcs_qemu::pids_with_cmdline(&["qemu-system", needle])
+    hcs_test_support::pids_with_cmdline(&["qemu-system", needle])
 }

@@ -166,7 +166,7 @@ impl Drop for Hcsd {
 
 /// Pids of processes whose command line contains both `a` and `b`.
 pub fn processes_mentioning(a: &str, b: &str) -> Vec<u32> {
-    hcs_qemu::pids_with_cmdline(&[a, b])
+    hcs_test_support::pids_with_cmdline(&[a, b])
 }
 
 #[derive(Default)]
