@@ -148,6 +148,6 @@ impl EngineVm for QemuVm {
         self.vm.memory_mb()
     }
     fn cpu_time(&self) -> Duration {
-        Duration::from_nanos(self.vm.cpu_time_100ns().saturating_mul(100))
+        self.vm.cpu_time()
     }
 }

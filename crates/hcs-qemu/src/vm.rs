@@ -395,16 +395,17 @@ impl Vm {
         self.shared.backend.as_ref().map(Process::pid)
     }
 
-    /// Host CPU time QEMU has used (all its threads, user + system), in 100 ns units. After
-    /// QEMU has ended, the last value read.
-    pub fn cpu_time_100ns(&self) -> u64 {
-        match self.shared.qemu.cpu_time_100ns() {
+    /// Host CPU time QEMU has used (all its threads, user + system). After QEMU has ended,
+    /// the last value read.
+    pub fn cpu_time(&self) -> std::time::Duration {
+        let units = match self.shared.qemu.cpu_time_100ns() {
             Some(t) => {
                 self.shared.cpu_time.fetch_max(t, Ordering::Relaxed);
                 self.shared.cpu_time.load(Ordering::Relaxed)
             }
             None => self.shared.cpu_time.load(Ordering::Relaxed),
-        }
+        };
+        std::time::Duration::from_nanos(units.saturating_mul(100))
     }
 
     /// Guest RAM in MiB.
