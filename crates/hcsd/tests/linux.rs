@@ -56,14 +56,17 @@ fn run(client: &TestClient, system: u64, process: u64, command: &str) -> String 
             parameters,
         },
     });
-    let (reply, fds) = client.wait(id);
+    let (mut reply, fds) = client.wait(id);
     assert!(reply.result.succeeded(), "CreateProcess: {reply:?}");
-    let info: serde_json::Value = serde_json::from_str(reply.document.as_deref().unwrap()).unwrap();
-    let index = info["StdOutput"].as_u64().expect("a stdout position") as usize;
-    let mut fds: Vec<Option<OwnedFd>> = fds.into_iter().map(Some).collect();
-    let stdout = fds[index]
+    // The reply says which std handles came; their descriptors ride beside it.
+    let mut handles = reply
+        .process
         .take()
-        .expect("the stdout descriptor came with the reply");
+        .expect("a started process in the reply")
+        .std_handles;
+    assert!(handles.attach(fds).is_empty(), "no stray descriptor");
+    let [_, stdout, _] = handles.into_fds();
+    let stdout: OwnedFd = stdout.expect("the stdout descriptor came with the reply");
     let mut text = String::new();
     std::fs::File::from(stdout)
         .read_to_string(&mut text)
