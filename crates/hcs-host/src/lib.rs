@@ -29,6 +29,7 @@
 //! The settings come in once, as a [`HostConfig`] (`docs/settings.md`).
 
 pub mod config;
+pub mod gone;
 mod guest;
 mod host;
 mod modify;

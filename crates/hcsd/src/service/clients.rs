@@ -1,7 +1,7 @@
 //! The client side of the router: the handshake and access check, and the routing of
 //! each request to the worker of the system it names (or to the answer that needs none).
 
-use super::workers::{lost_process_answer, stopped_reply};
+use super::workers::stopped_reply;
 use super::*;
 use crate::link::WorkerLink;
 use hcs_host::refusals;
@@ -302,14 +302,7 @@ impl Router {
                             Pending::OpenProcess(process),
                         );
                     }
-                    Some(_) => client.reply(
-                        id,
-                        Err(Failure::new(
-                            HResult::HCS_E_SYSTEM_NOT_FOUND,
-                            "this handle's compute system does not exist any more",
-                        )),
-                        "OpenProcess",
-                    ),
+                    Some(_) => client.reply(id, Err(hcs_host::gone::open_process()), "OpenProcess"),
                     None => client.reply(
                         id,
                         Err(refusals::unknown_system_handle(system)),
@@ -345,9 +338,11 @@ impl Router {
                         let body = RequestBody::Process { handle, request };
                         self.forward(client, &link, Request { id, body }, Pending::Other(phase));
                     }
-                    Some((_, pid)) => {
-                        client.reply(id, lost_process_answer(&request, pid), request.phase())
-                    }
+                    Some((_, pid)) => client.reply(
+                        id,
+                        hcs_host::gone::process_request(&request, pid),
+                        request.phase(),
+                    ),
                     None => client.reply(id, Err(refusals::no_process(handle)), request.phase()),
                 }
             }
@@ -493,9 +488,7 @@ impl Router {
 
     /// `HcsEnumerateComputeSystems`: each live worker answers for its system.
     pub(super) fn enumerate(&self, query: Option<String>) -> Result<Option<String>, Failure> {
-        if let Some(query) = &query {
-            hcs_schema::parse::<hcs_schema::SystemQuery>(query)?;
-        }
+        hcs_host::gone::check_query(query.as_deref())?;
         let calls: Vec<_> = self
             .live_links()
             .into_iter()
@@ -506,26 +499,15 @@ impl Router {
                 (link, rx)
             })
             .collect();
-        let mut items: Vec<serde_json::Value> = Vec::new();
+        let mut answers = Vec::new();
         for (link, rx) in calls {
             match rx.recv_timeout(WORKER_CALL_TIMEOUT) {
-                Ok(reply) if reply.result.succeeded() => {
-                    if let Some(serde_json::Value::Array(found)) = reply
-                        .document
-                        .as_deref()
-                        .and_then(|d| serde_json::from_str(d).ok())
-                    {
-                        items.extend(found);
-                    }
-                }
+                Ok(reply) if reply.result.succeeded() => answers.extend(reply.document),
                 Ok(_) => {}
                 Err(_) => tracing::warn!(?link, "worker did not answer an enumeration"),
             }
         }
-        items.sort_by(|a, b| a["Id"].as_str().cmp(&b["Id"].as_str()));
-        serde_json::to_string(&items)
-            .map(Some)
-            .map_err(|e| Failure::new(HResult::E_UNEXPECTED, e.to_string()))
+        hcs_host::gone::merge_enumerations(&answers)
     }
 
     /// Diagnostics: systems and VMs summed over the workers.
@@ -535,21 +517,11 @@ impl Router {
             .iter()
             .map(|link| link.call(RequestBody::Diagnostic(Diagnostic::LiveCounts)))
             .collect();
-        let (mut systems, mut vms) = (0u64, 0u64);
-        for rx in calls {
-            if let Ok(reply) = rx.recv_timeout(WORKER_CALL_TIMEOUT) {
-                if let Some(counts) = reply
-                    .document
-                    .as_deref()
-                    .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-                {
-                    systems += counts["Systems"].as_u64().unwrap_or(0);
-                    vms += counts["Vms"].as_u64().unwrap_or(0);
-                }
-            }
-        }
-        Ok(Some(
-            serde_json::json!({ "Systems": systems, "Vms": vms }).to_string(),
-        ))
+        let answers: Vec<String> = calls
+            .into_iter()
+            .filter_map(|rx| rx.recv_timeout(WORKER_CALL_TIMEOUT).ok())
+            .filter_map(|reply| reply.document)
+            .collect();
+        Ok(Some(hcs_host::gone::sum_live_counts(&answers)))
     }
 }

@@ -19,8 +19,8 @@ use crate::link::WorkerLink;
 use crate::state::StateDir;
 use crate::worker_protocol::{FromWorker, ToWorker, SERVICE_SESSION};
 use hcs_protocol::{
-    Diagnostic, Failure, HostMessage, Notification, ProcessHandle, ProcessRequest, Reply, Request,
-    RequestBody, SystemHandle, SystemRequest,
+    Diagnostic, Failure, HostMessage, Notification, ProcessHandle, Reply, Request, RequestBody,
+    SystemHandle, SystemRequest,
 };
 use hcs_schema::HResult;
 use hcs_wire::{

@@ -171,79 +171,34 @@ impl Router {
     }
 }
 
-/// The answer to a request on a system whose worker has exited cleanly (rule 27).
-pub(super) fn stopped_reply(id: u64, pending: &Pending, link: &WorkerLink) -> HostMessage {
-    let (result, phase) = match pending {
-        Pending::Other(phase @ ("Close" | "CloseProcess" | "ReleaseHold")) => {
-            return HostMessage::Reply(Reply::outcome(id, Ok(None), phase))
-        }
-        Pending::Other(phase @ ("Shutdown" | "Terminate")) => {
-            (HResult::HCS_E_SYSTEM_ALREADY_STOPPED, *phase)
-        }
-        Pending::Other(phase) => (HResult::HCS_E_SYSTEM_NOT_FOUND, *phase),
-        Pending::CreateSystem => (HResult::HCS_E_SYSTEM_NOT_FOUND, "Construct"),
-        Pending::OpenSystem(_) => (HResult::HCS_E_SYSTEM_NOT_FOUND, "Open"),
-        Pending::CreateProcess(_) => (HResult::HCS_E_SYSTEM_NOT_FOUND, "CreateProcess"),
-        Pending::OpenProcess(_) => (HResult::HCS_E_SYSTEM_NOT_FOUND, "OpenProcess"),
-    };
-    HostMessage::Reply(Reply::outcome(
-        id,
-        Err(Failure::new(
-            result,
-            format!("compute system '{}' has stopped", link.id),
-        )),
-        phase,
-    ))
+/// The phase of a pending request, for its answer.
+fn phase(pending: &Pending) -> &'static str {
+    match pending {
+        Pending::Other(phase) => phase,
+        Pending::CreateSystem => "Construct",
+        Pending::OpenSystem(_) => "Open",
+        Pending::CreateProcess(_) => "CreateProcess",
+        Pending::OpenProcess(_) => "OpenProcess",
+    }
 }
 
-/// The answer to a request pending when its system's worker died.
+/// The answer to a request on a system whose worker has exited cleanly (rule 27), in the
+/// host's words.
+pub(super) fn stopped_reply(id: u64, pending: &Pending, link: &WorkerLink) -> HostMessage {
+    let phase = phase(pending);
+    let outcome = hcs_host::gone::answer(phase, &link.id, hcs_host::gone::Gone::Stopped);
+    HostMessage::Reply(Reply::outcome(id, outcome, phase))
+}
+
+/// The answer to a request pending when its system's worker died, in the host's words.
 pub(super) fn crashed_reply(
     id: u64,
     pending: &Pending,
     link: &WorkerLink,
     how: Option<&str>,
 ) -> HostMessage {
-    let phase = match pending {
-        Pending::Other(phase @ ("Close" | "CloseProcess" | "ReleaseHold")) => {
-            return HostMessage::Reply(Reply::outcome(id, Ok(None), phase))
-        }
-        Pending::Other(phase) => phase,
-        Pending::CreateSystem => "Construct",
-        Pending::OpenSystem(_) => "Open",
-        Pending::CreateProcess(_) => "CreateProcess",
-        Pending::OpenProcess(_) => "OpenProcess",
-    };
-    HostMessage::Reply(Reply::outcome(
-        id,
-        Err(Failure::new(
-            HResult::HCS_E_UNEXPECTED_EXIT,
-            format!(
-                "the worker process {} of compute system '{}' {}; the compute system is gone",
-                link.pid,
-                link.id,
-                how.unwrap_or("ended unexpectedly")
-            ),
-        )),
-        phase,
-    ))
-}
-
-/// What a request on a process of a system that is gone answers.
-pub(super) fn lost_process_answer(
-    request: &ProcessRequest,
-    pid: Option<u32>,
-) -> Result<Option<String>, Failure> {
-    match (request, pid) {
-        (ProcessRequest::GetInfo, Some(pid)) => {
-            Ok(Some(serde_json::json!({ "ProcessId": pid }).to_string()))
-        }
-        (ProcessRequest::GetProperties(_), Some(pid)) => Ok(Some(hcs_host::lost_status_document(
-            pid,
-            HResult::HCS_E_UNEXPECTED_EXIT,
-        ))),
-        _ => Err(Failure::new(
-            HResult::HCS_E_PROCESS_ALREADY_STOPPED,
-            "the process's compute system is gone",
-        )),
-    }
+    let phase = phase(pending);
+    let gone = hcs_host::gone::Gone::Died { pid: link.pid, how };
+    let outcome = hcs_host::gone::answer(phase, &link.id, gone);
+    HostMessage::Reply(Reply::outcome(id, outcome, phase))
 }
