@@ -420,13 +420,17 @@ impl Router {
         // What can be refused without a worker is refused here, in the embedded host's
         // order (JSON, then id in use): a bad document never costs a process. Host
         // limits are checked by the worker's engine.
-        // The host's own first checks (hcsd reads no document itself); the id is then
-        // reserved under the same lock that saw it free.
+        // The host's own first checks (hcsd reads no document itself), parsed without the
+        // registry's lock so that concurrent creates do not queue behind each other's
+        // parse; the id is then reserved under the lock, checked again there.
         let refused = (|| -> Result<(), Failure> {
-            let mut registry = self.registry.lock();
             hcs_host::check_document_and_id(&configuration, &system_id, || {
-                registry.contains_key(&system_id)
+                self.registry.lock().contains_key(&system_id)
             })?;
+            let mut registry = self.registry.lock();
+            if registry.contains_key(&system_id) {
+                return Err(hcs_host::refusals::already_exists(&system_id));
+            }
             registry.insert(system_id.clone(), Entry::Reserved);
             Ok(())
         })();
