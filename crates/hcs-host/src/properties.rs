@@ -1,8 +1,8 @@
 //! Documents the host writes about a system: `Properties` (HCS-API §7.6) and
 //! `SystemExitStatus` (§7.10, rule 52), and the `SystemQuery` filter of enumeration.
 
+use crate::lifecycle::{Life, StopCause};
 use crate::plan::SystemSettings;
-use crate::system::lifecycle::{Life, StopCause};
 use hcs_engine::{EngineExit, Firmware, VmPlan};
 use hcs_schema::{
     AttributionRecord, ExitInitiator, HResult, MemoryInformationForVm, MemoryStats,

@@ -4,7 +4,7 @@
 //! mistake reads the same whichever host a client talks to. Engine failures become
 //! HRESULTs here too ([`engine_failure`], [`engine_unavailable`]).
 
-use crate::system::lifecycle::Life;
+use crate::lifecycle::Life;
 use hcs_engine::EngineError;
 use hcs_protocol::{Failure, ProcessHandle, SystemHandle};
 use hcs_schema::HResult;

@@ -6,11 +6,11 @@
 //! client process dies (HCS-API rule 28). The session rules live here once: `hcsd`'s
 //! router forwards to a session like this one inside the system's worker.
 
-use crate::host::HostInner;
+use crate::lifecycle::Life;
 use crate::peer::{Peer, Requester};
 use crate::processes::ProcessKey;
 use crate::refusals;
-use crate::system::lifecycle::Life;
+use crate::registry::HostInner;
 use crate::system::{Setup, System};
 use hcs_protocol::{
     Diagnostic, Failure, HostMessage, ProcessHandle, Reply, Request, RequestBody, SystemHandle,
@@ -81,7 +81,7 @@ impl SessionShared {
     fn create(&self, request_id: u64, handle: SystemHandle, id: String, configuration: &str) {
         let host = &self.host;
         let outcome = (|| -> Result<(), Failure> {
-            let document = crate::host::check_document_and_id(configuration, &id, || {
+            let document = crate::registry::check_document_and_id(configuration, &id, || {
                 host.registry.lock().contains_key(&id)
             })?;
             let checked = host.plan_create(&document, &id)?;
@@ -325,10 +325,7 @@ impl Session {
             | RequestBody::GetServiceProperties { .. }
             | RequestBody::ModifyServiceSettings { .. }
             | RequestBody::SubmitWerReport { .. }) => {
-                let host = crate::Host {
-                    inner: Arc::clone(&shared.host),
-                };
-                if let Some(outcome) = host.answer_at_once(&body) {
+                if let Some(outcome) = shared.host.answer_at_once(&body) {
                     shared.reply(id, outcome, body.phase());
                 }
             }

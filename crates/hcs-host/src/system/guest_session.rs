@@ -5,9 +5,9 @@
 //! always before the exit of a stop that ends it. Processes are keyed by the guest boot as
 //! well as the pid, since a new boot reuses pids.
 
-use super::lifecycle::{Life, StopCause};
 use super::System;
 use crate::guest::{ControlListener, GuestConnection, GuestEvents};
+use crate::lifecycle::{Life, StopCause};
 use crate::processes::{Ending, ProcessKey};
 use hcs_engine::EngineExit;
 use hcs_protocol::{Failure, HostMessage, Notification};

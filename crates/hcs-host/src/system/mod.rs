@@ -2,7 +2,8 @@
 //! that run on it. The parts live in files of one concern each:
 //!
 //! ```text
-//!  lifecycle.rs         the §3.3 state table and the rule-53 codes, as pure functions
+//!  ../lifecycle.rs      the §3.3 state table and the rule-53 codes, as pure functions
+//!                       (beside this directory: refusals and properties read it too)
 //!  queue.rs             the request queue and its worker thread; what a stop cuts short
 //!  stop.rs              stopping: terminate, last-handle close, the guest ending itself
 //!  guest_session.rs     the agent's connection: made at Start, lost and made again when
@@ -21,13 +22,13 @@
 //! engine call or a message delivery.
 
 mod guest_session;
-pub(crate) mod lifecycle;
 mod process_requests;
 mod queue;
 mod shutdown;
 mod stop;
 
 use crate::guest::{ControlListener, GuestConnection};
+use crate::lifecycle::{self, Life, StopCause, Verb, Verdict};
 use crate::peer::Peer;
 use crate::plan::SystemSettings;
 use crate::processes::ProcessTable;
@@ -37,7 +38,6 @@ use hcs_engine::{Engine, EngineError, EngineExit, EngineVm, VmPlan};
 use hcs_guest_protocol as proto;
 use hcs_protocol::{Failure, SystemHandle, SystemRequest};
 use hcs_schema::HResult;
-use lifecycle::{Life, StopCause, Verb, Verdict};
 use parking_lot::{Condvar, Mutex};
 use queue::Job;
 use std::sync::{Arc, Weak};

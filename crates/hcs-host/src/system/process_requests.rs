@@ -1,8 +1,8 @@
 //! Processes through a system: `HcsCreateProcess` and `HcsOpenProcess`, and the requests on
 //! a process (terminate, signal, info, properties, modify), carried to the guest agent.
 
-use super::lifecycle::{self, Verb, Verdict};
 use super::System;
+use crate::lifecycle::{self, Verb, Verdict};
 use crate::peer::{Peer, Requester};
 use crate::processes::{Ending, ProcessKey};
 use crate::refusals;

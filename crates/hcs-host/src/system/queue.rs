@@ -5,8 +5,8 @@
 //! Every accepted job is numbered; a stop records the next number as `cut_before`, so
 //! every job numbered below it (queued, or running in the engine) was pending at the stop.
 
-use super::lifecycle::{self, StopCause, Verb, Verdict};
 use super::System;
+use crate::lifecycle::{self, StopCause, Verb, Verdict};
 use crate::peer::Requester;
 use crate::refusals;
 use crossbeam_channel::{Receiver, Sender};

@@ -5,9 +5,9 @@
 //! (`SystemExited`, after the guest connection's end), and only then is the stop's own
 //! request answered, so that a wait for the exit right after it returns at once (rule 53).
 
-use super::lifecycle::{Life, StopCause};
 use super::queue::JobKind;
 use super::System;
+use crate::lifecycle::{Life, StopCause};
 use crate::peer::Requester;
 use crate::properties;
 use crate::refusals;
