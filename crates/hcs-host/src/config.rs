@@ -24,12 +24,15 @@ pub struct HostConfig {
     /// system's request queue, live counts) are answered; refused with `E_ACCESSDENIED`
     /// otherwise. Never on in a production service.
     pub test_hooks: bool,
+    /// The QEMU engine's settings (`HCS_QEMU`, `HCS_QEMU_ACCEL`, `HCS_QEMU_MACHINE`,
+    /// `HCS_VHOST_DEVICE_VSOCK`).
+    pub qemu: hcs_qemu::QemuSettings,
 }
 
 impl HostConfig {
     /// The settings from this process's environment: `HCS_RUNTIME_DIR` (else `/run/hcs` for
     /// root, `$XDG_RUNTIME_DIR/hcs`, `/tmp/hcs-<uid>`), `HCS_GUEST_CONNECT_TIMEOUT_MS`,
-    /// and `HCS_TEST_HOOKS=1`.
+    /// `HCS_TEST_HOOKS=1`, and the QEMU engine's.
     pub fn from_env() -> HostConfig {
         HostConfig {
             runtime_dir: runtime_dir_from_env(),
@@ -39,6 +42,7 @@ impl HostConfig {
                 .map(Duration::from_millis)
                 .unwrap_or(DEFAULT_GUEST_CONNECT_TIMEOUT),
             test_hooks: std::env::var(TEST_HOOKS_ENV).is_ok_and(|v| v == "1"),
+            qemu: hcs_qemu::QemuSettings::from_env(),
         }
     }
 

@@ -38,18 +38,20 @@ impl Host {
         }
     }
 
-    /// The engines of this project, in the order they are asked: the built-in VMM
-    /// (`hcs-kvm`: the empty VMs), then QEMU (`hcs-qemu`: Linux guests).
-    pub fn default_engines() -> Vec<Arc<dyn Engine>> {
+    /// The engines of this project with `config`'s settings, in the order they are
+    /// asked: the built-in VMM (`hcs-kvm`: the empty VMs), then QEMU (`hcs-qemu`: Linux
+    /// guests).
+    pub fn default_engines(config: &HostConfig) -> Vec<Arc<dyn Engine>> {
         vec![
             Arc::new(hcs_kvm::KvmEngine::new()),
-            Arc::new(hcs_qemu::QemuEngine::new()),
+            Arc::new(hcs_qemu::QemuEngine::new(config.qemu.clone())),
         ]
     }
 
     /// A host with `config` and this project's engines.
     pub fn with_default_engines(config: HostConfig) -> Host {
-        Host::new(config, Host::default_engines())
+        let engines = Host::default_engines(&config);
+        Host::new(config, engines)
     }
 
     /// The host's settings.

@@ -56,6 +56,7 @@ impl Harness {
             runtime_dir: dir.join("run"),
             guest_connect_timeout: Duration::from_millis(200),
             test_hooks: true,
+            qemu: Default::default(),
         };
         let host = Host::new(config, vec![Arc::new(engine.clone())]);
         let sink = Arc::new(Recorder::default());

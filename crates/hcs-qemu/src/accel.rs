@@ -27,18 +27,31 @@ pub const ACCEL_ENV: &str = "HCS_QEMU_ACCEL";
 /// println!("QEMU runs guests on {accel}: {why}");
 /// ```
 pub fn resolve_accel(requested: Accel) -> (ResolvedAccel, &'static str) {
+    resolve_with(requested, std::env::var(ACCEL_ENV).ok().as_deref())
+}
+
+/// [`resolve_accel`] with the setting `forced` (`HCS_QEMU_ACCEL`'s value) given rather than
+/// read: the automatic choice for this host is made once per process and cached.
+pub(crate) fn resolve_with(
+    requested: Accel,
+    forced: Option<&str>,
+) -> (ResolvedAccel, &'static str) {
     match requested {
         Accel::Kvm => (ResolvedAccel::Kvm, "KVM requested by the caller"),
         Accel::Tcg => (ResolvedAccel::Tcg, "TCG requested by the caller"),
-        Accel::Auto => {
-            static AUTO: OnceLock<(ResolvedAccel, &'static str)> = OnceLock::new();
-            *AUTO.get_or_init(|| {
-                let env = std::env::var(ACCEL_ENV).ok();
-                let choice = decide(env.as_deref(), kvm_device_usable(), module_loaded);
-                tracing::info!(accel = %choice.0, reason = choice.1, "QEMU accelerator chosen");
-                choice
-            })
-        }
+        Accel::Auto => match forced.map(str::trim) {
+            Some(forced) if !forced.is_empty() => {
+                decide(Some(forced), kvm_device_usable(), module_loaded)
+            }
+            _ => {
+                static AUTO: OnceLock<(ResolvedAccel, &'static str)> = OnceLock::new();
+                *AUTO.get_or_init(|| {
+                    let choice = decide(None, kvm_device_usable(), module_loaded);
+                    tracing::info!(accel = %choice.0, reason = choice.1, "QEMU accelerator chosen");
+                    choice
+                })
+            }
+        },
     }
 }
 

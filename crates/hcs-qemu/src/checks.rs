@@ -15,19 +15,19 @@ use crate::vm::{MACHINE_ENV, TAIL_LINES};
 /// The longest Unix socket path (`sun_path` is 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
-/// [`Machine::for_config`], unless `HCS_QEMU_MACHINE` names one (that fits the VM).
-pub(crate) fn choose_machine(config: &VmConfig) -> Result<Machine, Error> {
+/// [`Machine::for_config`], unless the setting `HCS_QEMU_MACHINE` (`named`) names one
+/// (that fits the VM).
+pub(crate) fn choose_machine(config: &VmConfig, named: Option<&str>) -> Result<Machine, Error> {
     let auto = Machine::for_config(config);
-    let Some(name) = std::env::var_os(MACHINE_ENV).filter(|v| !v.is_empty()) else {
+    let Some(name) = named.filter(|v| !v.is_empty()) else {
         return Ok(auto);
     };
-    let machine = match name.to_str() {
-        Some("microvm") => Machine::Microvm,
-        Some("q35") => Machine::Q35,
+    let machine = match name {
+        "microvm" => Machine::Microvm,
+        "q35" => Machine::Q35,
         _ => {
             return Err(Error::InvalidConfig(format!(
-                "{MACHINE_ENV}={} (microvm or q35)",
-                name.to_string_lossy()
+                "{MACHINE_ENV}={name} (microvm or q35)"
             )))
         }
     };

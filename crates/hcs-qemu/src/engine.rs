@@ -10,12 +10,14 @@ use std::time::Duration;
 
 /// The `hcs-qemu` engine: one `qemu-system-x86_64` process per VM.
 #[derive(Debug, Default)]
-pub struct QemuEngine {}
+pub struct QemuEngine {
+    settings: crate::QemuSettings,
+}
 
 impl QemuEngine {
-    /// The engine; QEMU is found per VM (`HCS_QEMU`, else `PATH`).
-    pub fn new() -> QemuEngine {
-        QemuEngine::default()
+    /// The engine with its settings (read once by the program: `QemuSettings::from_env`).
+    pub fn new(settings: crate::QemuSettings) -> QemuEngine {
+        QemuEngine { settings }
     }
 }
 
@@ -108,7 +110,7 @@ impl Engine for QemuEngine {
                 crate::Exit::Died { detail } => EngineExit::ProcessDied(detail),
             })
         });
-        let vm = crate::Vm::create(config, handler).map_err(engine_error)?;
+        let vm = crate::Vm::create_with(config, &self.settings, handler).map_err(engine_error)?;
         // Before the start: the paused VM cannot reset yet.
         vm.on_guest_reset(on_reset);
         Ok(Arc::new(QemuVm { vm }))

@@ -112,10 +112,12 @@ mod engine;
 mod error;
 mod process;
 mod qmp;
+mod settings;
 mod vm;
 
 pub use accel::{resolve_accel, ACCEL_ENV};
 pub use config::{Accel, Disk, Machine, OnReset, ResolvedAccel, SerialPort, VmConfig, Vsock};
 pub use engine::QemuEngine;
 pub use error::Error;
+pub use settings::QemuSettings;
 pub use vm::{Exit, ExitHandler, ResetHandler, Vm, MACHINE_ENV, QEMU_ENV, VHOST_DEVICE_VSOCK_ENV};

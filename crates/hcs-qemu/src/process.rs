@@ -21,15 +21,17 @@ use parking_lot::Mutex;
 
 use crate::error::Error;
 
-/// Finds a program: `$env` if set (it must exist), else `name` on `PATH`, else in `extra`.
+/// Finds a program: `given` if set (the setting named `env`; it must exist), else `name`
+/// on `PATH`, else in `extra`.
 pub(crate) fn find_program(
     program: &'static str,
     env: &str,
+    given: Option<&Path>,
     name: &str,
     extra: &[PathBuf],
 ) -> Result<PathBuf, Error> {
-    if let Some(path) = std::env::var_os(env).filter(|v| !v.is_empty()) {
-        let path = PathBuf::from(path);
+    if let Some(path) = given {
+        let path = path.to_path_buf();
         return if is_executable(&path) {
             Ok(path)
         } else {
@@ -387,6 +389,7 @@ mod tests {
         let err = find_program(
             "nothing",
             "HCS_QEMU_TEST_NO_SUCH_VAR",
+            None,
             "no-such-program-x",
             &[],
         )

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::accel::resolve_accel;
+use crate::accel::resolve_with;
 use crate::checks::{check_files, check_socket_paths, choose_machine, validate, wait_listening};
 use crate::cmdline::{qemu_args, Plan};
 use crate::config::{Machine, ResolvedAccel, VmConfig};
 use crate::error::Error;
 use crate::process::{find_program, Process};
 use crate::qmp::{self, Command, Event, Incoming, QmpClient, QmpReader};
+use crate::settings::QemuSettings;
 
 /// The environment variable naming the QEMU binary (default: `qemu-system-x86_64` on PATH).
 pub const QEMU_ENV: &str = "HCS_QEMU";
@@ -110,26 +111,37 @@ impl Vm {
     /// error nothing is left running and the files this call made are removed; when QEMU ends
     /// during start-up the error carries its stderr tail.
     pub fn create(config: VmConfig, on_exit: ExitHandler) -> Result<Vm, Error> {
+        Vm::create_with(config, &QemuSettings::from_env(), on_exit)
+    }
+
+    /// [`Vm::create`] with the engine's settings given (read once by the caller) rather
+    /// than read from the environment.
+    pub fn create_with(
+        config: VmConfig,
+        settings: &QemuSettings,
+        on_exit: ExitHandler,
+    ) -> Result<Vm, Error> {
         validate(&config)?;
         let disk_is_block_device = check_files(&config)?;
-        let qemu_bin = find_program("QEMU", QEMU_ENV, "qemu-system-x86_64", &[])?;
+        let qemu_bin = find_program(
+            "QEMU",
+            QEMU_ENV,
+            settings.qemu.as_deref(),
+            "qemu-system-x86_64",
+            &[],
+        )?;
         let backend_bin = match &config.vsock {
-            Some(_) => {
-                let cargo_bin = std::env::var_os("HOME")
-                    .map(|home| PathBuf::from(home).join(".cargo/bin"))
-                    .into_iter()
-                    .collect::<Vec<_>>();
-                Some(find_program(
-                    "vhost-device-vsock",
-                    VHOST_DEVICE_VSOCK_ENV,
-                    "vhost-device-vsock",
-                    &cargo_bin,
-                )?)
-            }
+            Some(_) => Some(find_program(
+                "vhost-device-vsock",
+                VHOST_DEVICE_VSOCK_ENV,
+                settings.vhost_device_vsock.as_deref(),
+                "vhost-device-vsock",
+                &settings.search_dirs,
+            )?),
             None => None,
         };
-        let (accel, accel_reason) = resolve_accel(config.accel);
-        let machine = choose_machine(&config)?;
+        let (accel, accel_reason) = resolve_with(config.accel, settings.accel.as_deref());
+        let machine = choose_machine(&config, settings.machine.as_deref())?;
 
         let runtime_dir = std::path::absolute(&config.runtime_dir)
             .map_err(|e| Error::io("runtime directory", e))?;
