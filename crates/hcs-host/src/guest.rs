@@ -386,7 +386,7 @@ impl GuestConnection {
     /// Fails pending and later requests with `HCS_E_CONNECTION_CLOSED` at once, without
     /// touching the socket: the guest rebooted, and the vsock backend must not see this
     /// connection close while the guest's device resets (see `stale_guests` in
-    /// system.rs); it is closed later with [`GuestConnection::close`].
+    /// system/guest_session.rs); it is closed later with [`GuestConnection::close`].
     pub fn abandon(&self) {
         let mut pending = self.pending.lock();
         pending.closed = true;
