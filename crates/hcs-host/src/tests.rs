@@ -43,6 +43,10 @@ static NEXT_DIR: AtomicU64 = AtomicU64::new(0);
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with_engine(FakeEngine::new())
+    }
+
+    fn with_engine(engine: FakeEngine) -> Harness {
         let dir = std::env::temp_dir().join(format!(
             "hcs-host-unit-{}-{}",
             std::process::id(),
@@ -51,7 +55,6 @@ impl Harness {
         std::fs::create_dir_all(&dir).unwrap();
         // A "kernel" that exists and can be read: the plan checks no more.
         std::fs::write(dir.join("vmlinuz"), b"not a kernel").unwrap();
-        let engine = FakeEngine::new();
         let config = HostConfig {
             runtime_dir: dir.join("run"),
             guest_connect_timeout: Duration::from_millis(200),
@@ -126,6 +129,45 @@ impl Harness {
             id: id.into(),
             configuration,
         })
+    }
+
+    /// The positions of the `GuestConnectionClosed` told to `handle`.
+    fn connection_closes(&self, handle: u64) -> Vec<usize> {
+        self.sink
+            .messages
+            .lock()
+            .iter()
+            .enumerate()
+            .filter_map(|(at, m)| match m {
+                HostMessage::Notification(Notification::GuestConnectionClosed { handle: h })
+                    if *h == handle =>
+                {
+                    Some(at)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Waits until `handle`'s system has an agent connected (its `GuestConnection`
+    /// properties name the fake agent).
+    fn wait_agent(&self, handle: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let id = self.send(RequestBody::System {
+                handle,
+                request: SystemRequest::GetProperties(Some(
+                    r#"{"PropertyTypes":["GuestConnection"]}"#.into(),
+                )),
+            });
+            let (_, result, document) = self.reply(id);
+            assert_eq!(result, HResult::S_OK);
+            if document.unwrap_or_default().contains("fake-agent") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the agent did not connect");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The positions and statuses of the `SystemExited` told to `handle`.
@@ -555,4 +597,53 @@ fn guest_resets_in_place_and_a_missing_agent_fails_the_start() {
         HResult::HCS_E_CONNECTION_TIMEOUT
     );
     assert!(h.wait_exit(2).1.contains("UnexpectedExit"));
+}
+
+/// The guest session with an agent: Start completes once the agent has connected; a guest
+/// that resets itself in place ends that connection (`GuestConnectionClosed` once, the
+/// system stays Running) and the new boot's agent connects again; a shutdown goes through
+/// the agent and is graceful, and the end of the connection is told before the exit.
+#[test]
+fn the_guest_session_across_a_reboot_in_place() {
+    let h = Harness::with_engine(FakeEngine::new().with_agent());
+    let doc = h.linux_vm("").replace(
+        r#""VirtualMachine":{"#,
+        r#""VirtualMachine":{"GuestConnection":{},"#,
+    );
+    assert_eq!(h.create(1, "agent", doc), HResult::S_OK);
+    assert_eq!(h.on(1, SystemRequest::Start), HResult::S_OK);
+    h.wait_agent(1);
+    assert!(h.connection_closes(1).is_empty());
+
+    h.engine.last_vm().guest_resets();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.connection_closes(1).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no GuestConnectionClosed after the reset"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(h.state(1), "Running");
+    h.wait_agent(1);
+    assert_eq!(
+        h.connection_closes(1).len(),
+        1,
+        "told once for the first boot"
+    );
+    assert!(h.exits(1).is_empty());
+
+    let shutdown = h.send(RequestBody::System {
+        handle: 1,
+        request: SystemRequest::Shutdown(None),
+    });
+    let (at, result, _) = h.reply(shutdown);
+    assert_eq!(result, HResult::S_OK);
+    let (exit_at, status) = h.wait_exit(1);
+    assert!(status.contains("GracefulExit"), "{status}");
+    assert!(exit_at < at);
+    let closes = h.connection_closes(1);
+    assert_eq!(closes.len(), 2, "once per connection");
+    assert!(closes[1] < exit_at, "the connection's end before the exit");
+    assert!(!h.engine.last_vm().calls().contains(&Call::PowerButton));
 }

@@ -39,6 +39,9 @@ struct Shared {
     vms: Mutex<Vec<Arc<FakeVm>>>,
     /// Whether the power button makes the guest power off (as a guest with ACPI does).
     button_powers_off: AtomicBool,
+    /// Whether a started VM with vsock runs a fake guest agent (and runs it again after
+    /// each reset), as a guest with `hcs-guest` does.
+    agent: AtomicBool,
     limits: Mutex<Option<EngineLimits>>,
 }
 
@@ -52,6 +55,13 @@ impl FakeEngine {
             .button_powers_off
             .store(true, Ordering::SeqCst);
         engine
+    }
+
+    /// Started VMs with vsock run a fake guest agent that connects to the host (see
+    /// `fake_agent.rs`): Start with `GuestConnection` succeeds, a shutdown goes through it.
+    pub fn with_agent(self) -> FakeEngine {
+        self.shared.agent.store(true, Ordering::SeqCst);
+        self
     }
 
     /// The next `call` fails with `error`.
@@ -135,7 +145,9 @@ impl Engine for FakeEngine {
         if let Some(dir) = &plan.runtime_dir {
             std::fs::create_dir_all(dir).map_err(|e| EngineError::Failed(e.to_string()))?;
         }
-        let vm = Arc::new(FakeVm {
+        let vm = Arc::new_cyclic(|me| FakeVm {
+            me: me.clone(),
+            boot: std::sync::atomic::AtomicU64::new(0),
             engine: self.clone(),
             plan: plan.clone(),
             on_exit: Mutex::new(Some(on_exit)),
@@ -150,6 +162,9 @@ impl Engine for FakeEngine {
 
 /// One VM of a [`FakeEngine`].
 pub struct FakeVm {
+    me: std::sync::Weak<FakeVm>,
+    /// Counts the guest's boots (resets), so that an old boot's agent knows it is over.
+    boot: std::sync::atomic::AtomicU64,
     engine: FakeEngine,
     /// What it was built from.
     pub plan: VmPlan,
@@ -184,12 +199,43 @@ impl FakeVm {
         }
     }
 
-    /// The guest resets itself and reboots in place (reported from an engine thread).
+    /// The guest resets itself and reboots in place (reported from an engine thread);
+    /// with an agent, the new boot's agent connects again.
     pub fn guest_resets(self: &Arc<Self>) {
+        self.boot.fetch_add(1, Ordering::SeqCst);
         let vm = Arc::clone(self);
         std::thread::spawn(move || (vm.on_reset)())
             .join()
             .expect("reset handler");
+        self.run_agent();
+    }
+
+    /// Starts the fake agent of this boot on a thread of its own, if the engine runs agents
+    /// and the VM has vsock.
+    fn run_agent(&self) {
+        let Some(uds) = self.plan.vsock_uds() else {
+            return;
+        };
+        if !self.engine.shared.agent.load(Ordering::SeqCst) {
+            return;
+        }
+        let me = self.me.clone();
+        std::thread::spawn(move || {
+            crate::fake_agent::serve(&uds, |action| {
+                let Some(vm) = me.upgrade() else {
+                    return;
+                };
+                match action {
+                    crate::fake_agent::AgentAction::PowerOff => {
+                        vm.guest_exits(EngineExit::PowerOff)
+                    }
+                    crate::fake_agent::AgentAction::Reset if vm.plan.reboot_in_place => {
+                        vm.guest_resets()
+                    }
+                    crate::fake_agent::AgentAction::Reset => vm.guest_exits(EngineExit::Reset),
+                }
+            })
+        });
     }
 
     fn record(&self, call: Call) -> Result<(), EngineError> {
@@ -203,7 +249,9 @@ impl FakeVm {
 
 impl EngineVm for FakeVm {
     fn start(&self) -> Result<(), EngineError> {
-        self.record(Call::Start)
+        self.record(Call::Start)?;
+        self.run_agent();
+        Ok(())
     }
     fn pause(&self) -> Result<(), EngineError> {
         self.record(Call::Pause)

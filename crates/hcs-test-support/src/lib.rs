@@ -6,6 +6,7 @@
 //!   request queue and stop rules are tested without `/dev/kvm`, in milliseconds;
 //! * [`pids_with_cmdline`]: how tests find a VM's QEMU, vsock backend or hcsd worker.
 
+mod fake_agent;
 mod fake_engine;
 mod procs;
 
