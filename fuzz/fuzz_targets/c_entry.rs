@@ -1,6 +1,8 @@
 //! Fuzz target `c_entry`: arbitrary bytes decoded (with `arbitrary`) into a sequence of calls
 //! into the C entry points of crates/computecore (`libcomputecore.so`'s exports, called
 //! in-process through the rlib, with the embedded host and the KVM engine behind them).
+//! With `FUZZ_ENGINE=fake` the embedded host runs on `hcs_test_support::FakeEngine`
+//! instead (a scripted engine: no VM is built), so the same calls run many times faster.
 //!
 //! Arguments are chosen adversarially but never violate the C contract the header states
 //! (a fuzzer that breaks it only finds its own bugs): every string is a NUL-terminated `u16`
@@ -1764,7 +1766,25 @@ fn wait_for_threads(before: usize) {
     }
 }
 
+/// With `FUZZ_ENGINE=fake`, makes the embedded host one on the scripted engine, before the
+/// first call chooses the host.
+fn choose_engine() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("FUZZ_ENGINE").as_deref() == Ok("fake") {
+            let config = hcs_host::HostConfig {
+                test_hooks: true,
+                ..hcs_host::HostConfig::from_env()
+            };
+            let engine: std::sync::Arc<dyn hcs_engine::Engine> =
+                std::sync::Arc::new(hcs_test_support::FakeEngine::new());
+            assert!(hcs::api::use_embedded_host(hcs_host::Host::new(config, vec![engine])));
+        }
+    });
+}
+
 fuzz_target!(|input: Input| {
+    choose_engine();
     let threads = thread_count();
     let mut state = State::default();
     prepare(&mut state, input.start);

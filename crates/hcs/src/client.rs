@@ -213,6 +213,17 @@ pub(crate) fn client() -> &'static Arc<Client> {
     CLIENT.get_or_init(Client::choose)
 }
 
+/// Makes `host` this process's host, before anything else chose one; false if a client
+/// exists already (its host stays).
+pub(crate) fn use_embedded(host: Host) -> bool {
+    let mut used = false;
+    CLIENT.get_or_init(|| {
+        used = true;
+        Client::embedded(host)
+    });
+    used
+}
+
 /// What the host setting says.
 enum Choice {
     Embedded,

@@ -10,6 +10,15 @@ use hcs_protocol::{Diagnostic, RequestBody, Validation};
 use hcs_schema::HResult;
 use std::path::PathBuf;
 
+/// Runs this process's compute systems in `host`, an embedded host the program built with
+/// the settings and engines of its choosing (`hcs_host::Host::new`), instead of choosing a
+/// host on first use (`HCS_HOST`). Must come before any other call of this crate: false,
+/// and nothing changed, once a host was chosen. The fuzz target `c_entry` uses it to run on
+/// a scripted engine.
+pub fn use_embedded_host(host: hcs_host::Host) -> bool {
+    crate::client::use_embedded(host)
+}
+
 /// The service's socket: `$HCS_SOCKET`, else `/run/hcs/hcsd.sock`.
 pub fn service_socket_path() -> PathBuf {
     hcs_wire::socket_path()
