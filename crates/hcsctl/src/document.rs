@@ -108,11 +108,11 @@ mod tests {
         })
         .to_string();
         let fixed: Value =
-            serde_json::from_str(&with_absolute_paths(&doc, Path::new("/work"))).unwrap();
+            serde_json::from_str(&with_absolute_paths(&doc, Path::new("/srv/vm"))).unwrap();
         let vm = &fixed["VirtualMachine"];
         assert_eq!(
             vm["Chipset"]["LinuxKernelDirect"]["KernelFilePath"],
-            "/work/.cache/guest/vmlinuz"
+            "/srv/vm/.cache/guest/vmlinuz"
         );
         assert_eq!(
             vm["Chipset"]["LinuxKernelDirect"]["InitRdPath"],
@@ -120,11 +120,11 @@ mod tests {
         );
         assert_eq!(
             vm["Devices"]["Scsi"]["p"]["Attachments"]["0"]["Path"],
-            "/work/d.img"
+            "/srv/vm/d.img"
         );
         assert_eq!(
             vm["Devices"]["VirtualPMem"]["Devices"]["0"]["HostPath"],
-            "/work/pmem.img"
+            "/srv/vm/pmem.img"
         );
         // Nothing to change, or not JSON: byte for byte.
         let plain = "{ \"VirtualMachine\": {\"Chipset\": {\"Uefi\": {}}} }";
