@@ -5,29 +5,13 @@
 
 use crate::{Host, HostConfig, Session};
 use hcs_engine::{EngineError, EngineExit, EngineLimits};
-use hcs_protocol::{
-    Diagnostic, HostMessage, MessageSink, Notification, Request, RequestBody, SystemRequest,
-};
+use hcs_protocol::{Diagnostic, HostMessage, Notification, Request, RequestBody, SystemRequest};
 use hcs_schema::HResult;
-use hcs_test_support::{Call, FakeEngine};
-use parking_lot::{Condvar, Mutex};
+use hcs_test_support::{Call, FakeEngine, Recorder};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-#[derive(Default)]
-struct Recorder {
-    messages: Mutex<Vec<HostMessage>>,
-    arrived: Condvar,
-}
-
-impl MessageSink for Recorder {
-    fn deliver(&self, message: HostMessage) {
-        self.messages.lock().push(message);
-        self.arrived.notify_all();
-    }
-}
 
 /// A host on a fake engine, one session on it, and what the session received.
 struct Harness {
@@ -93,25 +77,8 @@ impl Harness {
 
     /// Waits for the reply to `id`: its position among the messages, code and document.
     fn reply(&self, id: u64) -> (usize, HResult, Option<String>) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut messages = self.sink.messages.lock();
-        loop {
-            for (at, message) in messages.iter().enumerate() {
-                if let HostMessage::Reply(reply) = message {
-                    if reply.id == id {
-                        return (at, reply.result, reply.document.clone());
-                    }
-                }
-            }
-            assert!(
-                !self
-                    .sink
-                    .arrived
-                    .wait_until(&mut messages, deadline)
-                    .timed_out(),
-                "no reply to request {id}"
-            );
-        }
+        let (at, reply) = self.sink.reply(id);
+        (at, reply.result, reply.document)
     }
 
     fn call(&self, body: RequestBody) -> HResult {

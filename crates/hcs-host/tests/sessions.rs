@@ -4,54 +4,15 @@
 //! (rule 28). Real VMs on /dev/kvm.
 
 use hcs_host::{Host, HostConfig};
-use hcs_protocol::{
-    HostMessage, MessageSink, Notification, Reply, Request, RequestBody, SystemRequest,
-};
+use hcs_protocol::{HostMessage, Notification, Request, RequestBody, SystemRequest};
 use hcs_schema::HResult;
-use parking_lot::{Condvar, Mutex};
+use hcs_test_support::Recorder;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const EMPTY_VM: &str = r#"{"SchemaVersion":{"Major":2,"Minor":1},"Owner":"t",
     "VirtualMachine":{"Chipset":{"Uefi":{}},"ComputeTopology":{"Memory":{"SizeInMB":64},"Processor":{"Count":1}}},
     "ShouldTerminateOnLastHandleClosed":true}"#;
-
-#[derive(Default)]
-struct Recorder {
-    messages: Mutex<Vec<HostMessage>>,
-    arrived: Condvar,
-}
-
-impl MessageSink for Recorder {
-    fn deliver(&self, message: HostMessage) {
-        self.messages.lock().push(message);
-        self.arrived.notify_all();
-    }
-}
-
-impl Recorder {
-    /// Waits for the reply to request `id` and returns it with its position.
-    fn reply(&self, id: u64) -> (usize, Reply) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut messages = self.messages.lock();
-        loop {
-            for (at, message) in messages.iter().enumerate() {
-                if let HostMessage::Reply(reply) = message {
-                    if reply.id == id {
-                        return (
-                            at,
-                            Reply::new(reply.id, reply.result, reply.document.clone()),
-                        );
-                    }
-                }
-            }
-            assert!(
-                !self.arrived.wait_until(&mut messages, deadline).timed_out(),
-                "no reply to request {id}"
-            );
-        }
-    }
-}
 
 fn require_kvm() {
     assert!(
